@@ -1,0 +1,85 @@
+"""Checkpoints: written atomically, read without unpickling arbitrary objects.
+
+A checkpoint is a dict of tensors and plain data (numbers, strings, lists, dicts) so that
+`torch.load(path, weights_only=True)` reads it; it carries the model and data config so
+predict/export rebuild the model with no architecture flags.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from segcli import CHECKPOINT_FORMAT, __version__
+from segcli.config import DataInfo, ModelConfig, from_dict
+from segcli.errors import ModelFileError, SegcliError
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Write via a temporary file in the same folder, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise SegcliError(f"{path}: cannot write ({e.strerror or e}); check free space and permissions") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda f: f.write(data))
+
+
+def save(path: Path, state: dict[str, Any]) -> None:
+    state = {"format": CHECKPOINT_FORMAT, "segcli_version": __version__, **state}
+    atomic_write(path, lambda f: torch.save(state, f))
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a segcli checkpoint safely; every failure is a one-line ModelFileError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: model file not found")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsafe content"
+        raise ModelFileError(
+            f"{path}: refused to load: the file holds objects other than tensors and plain data "
+            f"({first[:120]}); only load checkpoints written by segcli"
+        ) from None
+    except Exception as e:
+        raise ModelFileError(f"{path}: not a segcli checkpoint ({type(e).__name__}: {str(e)[:120]})") from None
+    if not isinstance(ckpt, dict) or "format" not in ckpt or "generator" not in ckpt:
+        raise ModelFileError(f"{path}: not a segcli checkpoint (no segcli model inside)")
+    if int(ckpt["format"]) > CHECKPOINT_FORMAT:
+        raise ModelFileError(
+            f"{path}: written by a newer segcli ({ckpt.get('segcli_version', '?')}, format "
+            f"{ckpt['format']}); upgrade segcli to load it"
+        )
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict[str, Any]) -> tuple[torch.nn.Module, ModelConfig, DataInfo]:
+    """Rebuild the generator from what the checkpoint says, weights loaded, in eval mode."""
+    from segcli.models import build_generator
+
+    mcfg = from_dict(ModelConfig, ckpt["model"])
+    info = from_dict(DataInfo, ckpt["data_info"])
+    gen = build_generator(mcfg, info)
+    gen.load_state_dict(ckpt["generator"])
+    gen.eval()
+    return gen, mcfg, info

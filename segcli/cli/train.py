@@ -1,0 +1,104 @@
+"""`segcli train`: parse options, build the configs, call the engine."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from segcli.cli import app
+from segcli.cli.common import merge_config, warn_unknown
+from segcli.config import ModelConfig, TrainConfig
+
+_T = TrainConfig()
+_M = ModelConfig()
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    data: Optional[str] = typer.Argument(None, help="Dataset folder (images/+masks/, or train/+val/). With --resume: a checkpoint or run folder.", show_default=False),
+    epochs: int = typer.Option(_T.epochs, help="Maximum number of epochs."),
+    time: Optional[str] = typer.Option(None, help="Wall-clock budget (90s, 6m, 2h); the LR schedule fits it."),
+    batch_size: int = typer.Option(_T.batch_size, "--batch-size", "-b", help="Images per step."),
+    img_size: int = typer.Option(_T.img_size, help="Training patch size in pixels (0 = from the data)."),
+    val_split: float = typer.Option(_T.val_split, help="Validation share of a flat images/+masks/ dataset."),
+    device: str = typer.Option(_T.device, help="auto | cpu | cuda | cuda:N | mps"),
+    precision: str = typer.Option(_T.precision, help="auto | 32 | bf16 | 16"),
+    seed: int = typer.Option(_T.seed, help="Random seed; a CPU run is repeatable."),
+    patience: int = typer.Option(_T.patience, help="Stop after this many epochs without a better val mIoU (0 = off)."),
+    gan: str = typer.Option(_T.gan, help="Adversarial loss: lsgan | vanilla | hinge | none (plain U-Net)."),
+    adv_weight: float = typer.Option(_T.adv_weight, help="Weight of the adversarial term in G's loss."),
+    adv_warmup: int = typer.Option(_T.adv_warmup, help="Epochs over which the adversarial weight ramps up."),
+    discriminator: str = typer.Option(_M.discriminator, help="patch | global | pixel"),
+    encoder: str = typer.Option(_M.encoder, help="Generator encoder."),
+    base_channels: int = typer.Option(_M.base_channels, help="U-Net width at full resolution."),
+    depth: int = typer.Option(_M.depth, help="U-Net depth (number of downsamplings)."),
+    lr_g: float = typer.Option(_T.lr_g, "--lr", "--lr-g", help="Generator learning rate."),
+    lr_d: float = typer.Option(_T.lr_d, help="Discriminator learning rate."),
+    ignore_index: Optional[int] = typer.Option(None, help="Mask value that counts in neither loss nor metrics (default 255 for multi-class data)."),
+    unlabeled: Optional[str] = typer.Option(None, help="Folder of images without masks (semi-supervised)."),
+    workers: int = typer.Option(_T.workers, help="Data-loading worker processes."),
+    cache: bool = typer.Option(_T.cache, help="Keep decoded images in memory when they fit."),
+    project: str = typer.Option(_T.project, help="Parent folder of run folders."),
+    name: str = typer.Option(_T.name, help="Run name (exp, exp2, ... unless --exist-ok)."),
+    exist_ok: bool = typer.Option(_T.exist_ok, "--exist-ok", help="Reuse runs/train/NAME instead of a new folder."),
+    resume: bool = typer.Option(False, "--resume", help="Continue a run from its last.pt (DATA = checkpoint or run folder; default: the latest run)."),
+    config: Optional[str] = typer.Option(None, "--config", help="YAML or TOML file of options; command-line options win."),
+) -> None:
+    """Train a GAN segmentation model; writes runs/train/NAME with weights, metrics.csv and plots."""
+    from segcli.console import TrainProgress, err, info, out
+    from segcli.engine import resume_state, train as run_train
+
+    params, rest = merge_config(ctx, dict(ctx.params), config)
+    progress = TrainProgress()
+    try:
+        if params.pop("resume"):
+            cfg, mcfg, state = resume_state(params["data"], params["project"])
+            if state is None:
+                info(f"{cfg.name}: already finished ({cfg.epochs} epochs); nothing to resume")
+                out().print(str(Path(cfg.project) / cfg.name))
+                return
+            result = run_train(cfg, mcfg, progress, resume=state)
+        else:
+            cfg, mcfg = _configs(params, rest, config)
+            result = run_train(cfg, mcfg, progress)
+    finally:
+        progress.close()
+    _report(result)
+
+
+def _configs(params: dict, rest: dict, config: Optional[str]) -> tuple[TrainConfig, ModelConfig]:
+    from segcli.errors import UserError
+
+    if not params.get("data"):
+        raise UserError("missing DATA: pass a dataset folder, e.g. `segcli train data/ --epochs 50`")
+    fields_t = {f.name for f in dataclasses.fields(TrainConfig)}
+    fields_m = {f.name for f in dataclasses.fields(ModelConfig)}
+    values = {**{k: v for k, v in rest.items() if k in fields_t | fields_m}, **params}
+    warn_unknown(config, [k for k in rest if k not in fields_t | fields_m | {"data_info"}])
+    cfg = TrainConfig(**{k: v for k, v in values.items() if k in fields_t})
+    mcfg = ModelConfig(**{k: v for k, v in values.items() if k in fields_m})
+    return cfg, mcfg
+
+
+def _report(result) -> None:
+    from segcli.console import err, fmt, out, summary_table
+
+    best = result.best
+    rows = [
+        ("epochs", str(result.epochs_run)),
+        ("best epoch", str(result.best_epoch)),
+        ("val mIoU", fmt(best.get("val_mIoU"))),
+        ("val Dice", fmt(best.get("val_Dice"))),
+        ("weights", str(result.run_dir / "weights" / "best.pt")),
+    ]
+    if result.stopped:
+        rows.append(("stopped", result.stopped))
+    from segcli import console
+
+    if not console.QUIET:
+        err().print(summary_table("training finished", rows))
+    out().print(str(result.run_dir))

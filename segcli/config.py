@@ -1,0 +1,98 @@
+"""Typed configuration: what a model is (saved with it) apart from how it was trained."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional
+
+GAN_MODES = ("lsgan", "vanilla", "hinge", "none")
+PRECISIONS = ("auto", "32", "bf16", "16")
+
+
+@dataclass
+class DataInfo:
+    """What the data looks like: everything needed to feed and read a model."""
+
+    num_classes: int = 2
+    classes: list[str] = field(default_factory=list)
+    in_channels: int = 3
+    mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    std: list[float] = field(default_factory=lambda: [0.25, 0.25, 0.25])
+    ignore_index: Optional[int] = None
+    # Binary data keeps masks as {0, 255} on disk; the model has one output channel.
+    binary: bool = True
+
+    @property
+    def out_channels(self) -> int:
+        return 1 if self.binary else self.num_classes
+
+    def class_names(self) -> list[str]:
+        if self.classes:
+            return list(self.classes)
+        if self.binary:
+            return ["background", "foreground"]
+        return [f"class_{i}" for i in range(self.num_classes)]
+
+
+@dataclass
+class ModelConfig:
+    """The architecture: enough to rebuild the generator and discriminator with no flags."""
+
+    encoder: str = "unet"
+    base_channels: int = 32
+    depth: int = 4
+    discriminator: str = "patch"
+    disc_channels: int = 64
+
+
+@dataclass
+class TrainConfig:
+    """How a run trains. Saved as the run's config.yaml and inside every checkpoint."""
+
+    data: str = ""
+    epochs: int = 50
+    time: Optional[str] = None
+    batch_size: int = 4
+    img_size: int = 0
+    val_split: float = 0.2
+    device: str = "auto"
+    precision: str = "auto"
+    seed: int = 0
+    patience: int = 0
+    gan: str = "lsgan"
+    adv_weight: float = 0.01
+    adv_warmup: int = 1
+    lr_g: float = 1e-3
+    lr_d: float = 2e-4
+    label_smoothing: float = 0.1
+    onehot_tau: float = 0.9
+    weight_decay: float = 1e-4
+    ignore_index: Optional[int] = None
+    unlabeled: Optional[str] = None
+    workers: int = 0
+    cache: bool = True
+    augment: bool = True
+    orientation_free: Optional[bool] = None
+    project: str = "runs/train"
+    name: str = "exp"
+    exist_ok: bool = False
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    return dataclasses.asdict(obj)
+
+
+def from_dict(cls: type, values: dict[str, Any]) -> Any:
+    """Build a dataclass from a dict, ignoring keys it does not know (older or newer files)."""
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def save_yaml(path: Path, values: dict[str, Any]) -> None:
+    import yaml
+
+    from segcli.checkpoint import atomic_write_bytes
+
+    atomic_write_bytes(path, yaml.safe_dump(values, sort_keys=False).encode())

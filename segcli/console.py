@@ -1,0 +1,105 @@
+"""The one place that creates rich consoles and progress displays.
+
+Progress goes to stderr. On a terminal it is a live bar with running losses; otherwise
+(batch jobs, CI logs) it is one plain line per epoch. NO_COLOR is honoured by rich.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any, Optional
+
+from rich.console import Console
+from rich.table import Table
+
+_err: Optional[Console] = None
+_out: Optional[Console] = None
+QUIET = False
+
+
+def err() -> Console:
+    global _err
+    if _err is None:
+        _err = Console(stderr=True, highlight=False, soft_wrap=True)
+    return _err
+
+
+def out() -> Console:
+    global _out
+    if _out is None:
+        _out = Console(highlight=False, soft_wrap=True)
+    return _out
+
+
+def info(message: str) -> None:
+    if not QUIET:
+        err().print(message)
+
+
+def fmt(v: Any, digits: int = 4) -> str:
+    if isinstance(v, float):
+        return "-" if math.isnan(v) else f"{v:.{digits}f}"
+    return "-" if v is None else str(v)
+
+
+class TrainProgress:
+    """Engine callbacks rendered on stderr."""
+
+    def __init__(self) -> None:
+        self.console = err()
+        self.live = self.console.is_terminal and not QUIET
+        self.progress = None
+        self.task = None
+        self.epochs = 0
+
+    def on_start(self, meta: dict[str, Any]) -> None:
+        inf = meta["info"]
+        kind = "binary" if inf.binary else f"{inf.num_classes} classes"
+        resumed = f", resuming after epoch {meta['start_epoch']}" if meta["start_epoch"] else ""
+        info(f"[bold]segcli train[/]: {meta['train']} train / {meta['val']} val images, {kind}, "
+             f"{inf.in_channels} channel(s), patch {meta['img_size']}; device {meta['device']}, "
+             f"precision {meta['precision']}{resumed}")
+        info(f"run folder: {meta['run_dir']}")
+        if self.live:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TextColumn("{task.fields[losses]}"), console=self.console, transient=True,
+            )
+            self.progress.start()
+
+    def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+        self.epochs = epochs
+        if self.progress is not None:
+            if self.task is not None:
+                self.progress.remove_task(self.task)
+            self.task = self.progress.add_task(f"epoch {epoch}/{epochs}", total=steps, losses="")
+
+    def on_step(self, step: int, losses: dict[str, float]) -> None:
+        if self.progress is not None and self.task is not None:
+            text = " ".join(f"{k}={v:.3f}" for k, v in losses.items() if k in ("g_loss", "d_loss"))
+            self.progress.update(self.task, completed=step, losses=text)
+
+    def on_epoch_end(self, row: dict[str, Any]) -> None:
+        line = (f"epoch {row['epoch']}/{self.epochs}  g_loss {fmt(row['g_loss'])}  d_loss {fmt(row['d_loss'])}  "
+                f"val mIoU {fmt(row['val_mIoU'])}  Dice {fmt(row['val_Dice'])}  {row['seconds']:.1f}s")
+        if self.progress is not None:
+            self.progress.console.print(line)
+        else:
+            info(line)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def summary_table(title: str, rows: list[tuple[str, str]]) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for k, v in rows:
+        table.add_row(k, v)
+    return table

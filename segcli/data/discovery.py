@@ -1,0 +1,122 @@
+"""Finding the (image, mask) pairs of a dataset folder, in either layout of the contract."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from segcli.data.io import is_image_file
+from segcli.errors import DataError
+
+
+@dataclass(frozen=True)
+class Sample:
+    image: Path
+    mask: Optional[Path] = None
+
+
+@dataclass
+class Splits:
+    train: list[Sample]
+    val: list[Sample]
+    test: list[Sample] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)
+    layout: str = "flat"
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
+
+
+def _preview(paths: list[Path], n: int = 5) -> str:
+    names = ", ".join(str(p) for p in paths[:n])
+    return names + (f" and {len(paths) - n} more" if len(paths) > n else "")
+
+
+def pair_folder(root: Path) -> list[Sample]:
+    """Pair root/images/* with root/masks/* by file stem; every image needs a mask and vice versa."""
+    img_dir, mask_dir = root / "images", root / "masks"
+    for d in (img_dir, mask_dir):
+        if not d.is_dir():
+            raise DataError(f"{d}: folder not found; a dataset holds images/ and masks/ side by side")
+    images, masks = list_images(img_dir), list_images(mask_dir)
+    if not images:
+        raise DataError(f"{img_dir}: no images (png, jpg, tif, bmp, webp) found")
+    by_stem: dict[str, Path] = {}
+    for m in masks:
+        if m.stem in by_stem:
+            raise DataError(f"{m}: two masks share the stem '{m.stem}' ({by_stem[m.stem].name}); keep one")
+        by_stem[m.stem] = m
+    seen: set[str] = set()
+    for p in images:
+        if p.stem in seen:
+            raise DataError(f"{p}: two images share the stem '{p.stem}'; rename one")
+        seen.add(p.stem)
+    orphans = [p for p in images if p.stem not in by_stem]
+    if orphans:
+        raise DataError(f"images without masks: {_preview(orphans)}; add their masks to {mask_dir} or remove them")
+    extra = [m for m in masks if m.stem not in seen]
+    if extra:
+        raise DataError(f"masks without images: {_preview(extra)}; add their images to {img_dir} or remove them")
+    return [Sample(p, by_stem[p.stem]) for p in images]
+
+
+def read_classes(root: Path) -> list[str]:
+    path = root / "classes.txt"
+    if not path.is_file():
+        return []
+    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    while names and not names[-1]:
+        names.pop()
+    if not names or any(not n for n in names):
+        raise DataError(f"{path}: one class name per line, no blank lines (line i = class index i)")
+    return names
+
+
+def split_seeded(samples: list[Sample], val_split: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    if not 0.0 <= val_split < 1.0:
+        raise DataError(f"--val-split {val_split}: must be in [0, 1)")
+    order = list(range(len(samples)))
+    random.Random(seed).shuffle(order)
+    n_val = int(round(len(samples) * val_split))
+    if val_split > 0 and len(samples) > 1:
+        n_val = min(max(n_val, 1), len(samples) - 1)
+    val_idx = set(order[:n_val])
+    train = [s for i, s in enumerate(samples) if i not in val_idx]
+    val = [s for i, s in enumerate(samples) if i in val_idx]
+    return train, val
+
+
+def discover(data: str | Path, val_split: float = 0.2, seed: int = 0) -> Splits:
+    """Find a dataset's splits. Layouts: DATA/{images,masks} or DATA/{train,val[,test]}/{images,masks}."""
+    root = Path(data)
+    if not root.exists():
+        raise DataError(f"{root}: dataset folder not found")
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder; pass a dataset folder holding images/ and masks/")
+    classes = read_classes(root)
+    if (root / "train").is_dir():
+        if not (root / "val").is_dir():
+            raise DataError(f"{root / 'val'}: folder not found; a split dataset needs train/ and val/")
+        test = pair_folder(root / "test") if (root / "test").is_dir() else []
+        return Splits(pair_folder(root / "train"), pair_folder(root / "val"), test, classes, "split")
+    if not (root / "images").is_dir():
+        raise DataError(
+            f"{root}: no images/ folder and no train/ folder; expected DATA/images + DATA/masks "
+            "or DATA/train + DATA/val"
+        )
+    train, val = split_seeded(pair_folder(root), val_split, seed)
+    return Splits(train, val, [], classes, "flat")
+
+
+def eval_samples(data: str | Path) -> list[Sample]:
+    """The pairs `evaluate` scores: flat images/masks, else test/, else val/."""
+    root = Path(data)
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset folder not found")
+    for sub in (root, root / "test", root / "val"):
+        if (sub / "images").is_dir():
+            return pair_folder(sub)
+    raise DataError(f"{root}: no images/ + masks/ (nor test/ or val/ holding them) to evaluate on")

@@ -1,0 +1,122 @@
+"""Reading images and masks from disk into numpy, with errors that name the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from segcli.errors import DataError
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+# Internal label value for pixels that count in neither loss nor metrics.
+IGNORE = 255
+
+Image.MAX_IMAGE_PIXELS = None  # large microscopy / aerial images are legitimate input
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTS and not path.name.startswith(".")
+
+
+def _open(path: Path, what: str) -> Image.Image:
+    try:
+        im = Image.open(path)
+        im.load()
+        return ImageOps.exif_transpose(im)
+    except FileNotFoundError:
+        raise DataError(f"{path}: {what} not found") from None
+    except Exception as e:  # PIL raises many types for broken files
+        raise DataError(
+            f"{path}: cannot read {what} ({type(e).__name__}: {e}); re-save it as PNG or remove it"
+        ) from None
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the header alone, EXIF orientation applied."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            orientation = im.getexif().get(0x0112, 1)
+    except Exception as e:
+        raise DataError(f"{path}: cannot read image header ({type(e).__name__}: {e})") from None
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An image as HxWxC uint8 or uint16, C in {1, 3}; alpha dropped, palette expanded."""
+    im = _open(path, "image")
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        arr = np.asarray(im).astype(np.uint16)
+    elif mode in ("I", "F"):
+        arr = np.asarray(im)
+        lo, hi = float(arr.min()), float(arr.max())
+        if mode == "I" and lo >= 0 and hi <= 65535:
+            arr = arr.astype(np.uint16)
+        else:  # arbitrary range: stretch to 16 bits
+            arr = ((arr - lo) / max(hi - lo, 1e-12) * 65535).astype(np.uint16)
+    elif mode in ("1", "L", "LA"):
+        arr = np.asarray(im.convert("L"))
+    else:
+        arr = np.asarray(im.convert("RGB"))
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return np.ascontiguousarray(arr)
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """A mask as HxW integer class values, exactly as stored (no mapping yet)."""
+    im = _open(path, "mask")
+    if im.mode == "1":
+        return np.asarray(im, dtype=np.uint8) * 255
+    if im.mode in ("P", "L"):
+        return np.asarray(im)
+    if im.mode.startswith("I"):
+        arr = np.asarray(im)
+        if arr.min() < 0 or arr.max() > 65535:
+            raise DataError(f"{path}: mask values outside 0-65535; store class indices")
+        return arr.astype(np.uint16)
+    if im.mode in ("LA",):
+        return np.asarray(im.convert("L"))
+    if im.mode in ("RGB", "RGBA"):
+        arr = np.asarray(im.convert("RGB"))
+        if (arr[..., 0] == arr[..., 1]).all() and (arr[..., 0] == arr[..., 2]).all():
+            return np.ascontiguousarray(arr[..., 0])
+        raise DataError(
+            f"{path}: colour (RGB) mask; save masks as single-channel class indices "
+            "(grayscale or palette PNG)"
+        )
+    raise DataError(f"{path}: unsupported mask mode {im.mode}; save it as a grayscale PNG")
+
+
+def to_channels(arr: np.ndarray, channels: int) -> np.ndarray:
+    """Match a decoded HxWxC image to the model's channel count."""
+    c = arr.shape[2]
+    if c == channels:
+        return arr
+    if channels == 3 and c == 1:
+        return np.repeat(arr, 3, axis=2)
+    if channels == 1 and c == 3:  # luminance, as PIL's "L" conversion
+        lum = arr.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        return lum.round().astype(arr.dtype)[:, :, None]
+    raise ValueError(f"cannot convert {c} channels to {channels}")
+
+
+def to_float(arr: np.ndarray) -> np.ndarray:
+    """uint8/uint16 HxWxC to float32 in [0, 1]."""
+    scale = 65535.0 if arr.dtype == np.uint16 else 255.0
+    return arr.astype(np.float32) / scale
+
+
+def encode_mask(raw: np.ndarray, binary: bool, ignore_index: int | None) -> np.ndarray:
+    """Stored mask values to training labels: 0..K-1, IGNORE for ignored pixels."""
+    ignored = raw == ignore_index if ignore_index is not None else None
+    if binary:
+        labels = (raw > 0).astype(np.uint8)
+    else:
+        labels = raw.astype(np.uint8) if raw.dtype != np.uint8 else raw.copy()
+    if ignored is not None:
+        labels[ignored] = IGNORE
+    return labels

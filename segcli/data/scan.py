@@ -1,0 +1,111 @@
+"""One pass over a dataset before training: check every pair, learn what the data is.
+
+Reads image headers and full masks (masks are small and their value sets matter), so a bad
+file is reported before the first step rather than an hour into a run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from PIL import Image
+
+from segcli.config import DataInfo
+from segcli.data.discovery import Sample
+from segcli.data.io import IGNORE, image_size, read_mask
+from segcli.errors import DataError
+
+_GRAY_MODES = {"1", "L", "LA", "I", "F", "I;16", "I;16B", "I;16L", "I;16N"}
+
+
+@dataclass
+class MaskStats:
+    """Raw mask values across a set of masks: pixels and images per value."""
+
+    pixels: dict[int, int] = field(default_factory=dict)
+    images: dict[int, int] = field(default_factory=dict)
+    files_with: dict[int, Path] = field(default_factory=dict)  # first file holding each value
+    channels: set[int] = field(default_factory=set)
+    sizes: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def values(self) -> list[int]:
+        return sorted(self.pixels)
+
+
+def _channels_from_header(path: Path) -> int:
+    try:
+        with Image.open(path) as im:
+            return 1 if im.mode in _GRAY_MODES else 3
+    except Exception as e:
+        raise DataError(f"{path}: cannot read image header ({type(e).__name__}: {e})") from None
+
+
+def scan_samples(samples: list[Sample], stats: Optional[MaskStats] = None) -> MaskStats:
+    stats = stats or MaskStats()
+    for s in samples:
+        size = image_size(s.image)
+        stats.channels.add(_channels_from_header(s.image))
+        stats.sizes.append(size)
+        if s.mask is None:
+            continue
+        raw = read_mask(s.mask)
+        if (raw.shape[1], raw.shape[0]) != size:
+            raise DataError(
+                f"{s.mask}: mask is {raw.shape[1]}x{raw.shape[0]} but its image {s.image.name} is "
+                f"{size[0]}x{size[1]}; masks must match their image's size"
+            )
+        counts = np.bincount(raw.ravel()) if raw.dtype == np.uint8 else None
+        if counts is not None:
+            values = np.nonzero(counts)[0]
+            pix = counts[values]
+        else:
+            values, pix = np.unique(raw, return_counts=True)
+        for v, n in zip(values.tolist(), pix.tolist()):
+            stats.pixels[v] = stats.pixels.get(v, 0) + n
+            stats.images[v] = stats.images.get(v, 0) + 1
+            stats.files_with.setdefault(v, s.mask)
+    return stats
+
+
+def infer_info(
+    stats: MaskStats, classes: list[str], ignore_index: Optional[int], classes_file: Optional[Path] = None
+) -> DataInfo:
+    """Binary vs multi-class, class count and ignore index from the masks (and classes.txt)."""
+    values = set(stats.values)
+    labelled = values - {ignore_index} if ignore_index is not None else values
+    binary = labelled <= {0, 255} or labelled <= {0, 1}
+    if classes and len(classes) > 2:
+        binary = False
+    if not binary and ignore_index is None:
+        ignore_index = 255  # the contract's default for multi-class data
+        labelled.discard(255)
+    if binary:
+        if classes and len(classes) != 2:
+            raise DataError(f"{classes_file}: names {len(classes)} classes but the masks are binary; list 2")
+        return DataInfo(num_classes=2, classes=classes, ignore_index=ignore_index, binary=True)
+    top = max(labelled) if labelled else 0
+    num_classes = len(classes) if classes else top + 1
+    if top >= num_classes:
+        raise DataError(
+            f"{stats.files_with[top]}: mask value {top} is not a class of {classes_file} "
+            f"({num_classes} classes); fix the mask, add the class, or pass --ignore-index {top}"
+        )
+    if num_classes > IGNORE:
+        raise DataError(f"{stats.files_with[top]}: {num_classes} classes; segcli supports at most 255")
+    return DataInfo(num_classes=num_classes, classes=classes, ignore_index=ignore_index, binary=False)
+
+
+def class_pixel_counts(stats: MaskStats, info: DataInfo) -> np.ndarray:
+    """Pixels per class (after the binary / ignore mapping), for weights and summaries."""
+    counts = np.zeros(info.num_classes, dtype=np.int64)
+    for v, n in stats.pixels.items():
+        if v == info.ignore_index:
+            continue
+        k = int(v > 0) if info.binary else v
+        if k < info.num_classes:
+            counts[k] += n
+    return counts

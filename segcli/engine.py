@@ -1,0 +1,299 @@
+"""The training engine: one function a command calls, events out, no printing."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from segcli import checkpoint
+from segcli.config import DataInfo, ModelConfig, TrainConfig, from_dict, save_yaml, to_dict
+from segcli.data import Prepared, prepare
+from segcli.data.dataset import SegDataset, SizeGroupedBatches, channel_stats
+from segcli.data.transforms import eval_transforms, train_transforms
+from segcli.device import Precision, describe, select_device, select_precision
+from segcli.errors import UserError
+from segcli.gan import StepSettings, train_step
+from segcli.metrics import ConfusionMatrix
+from segcli.models import build_discriminator, build_generator
+from segcli.runs import new_run_dir, parse_duration
+
+CSV_FIELDS = ["epoch", "g_loss", "g_seg", "g_adv", "d_loss", "val_mIoU", "val_Dice", "lr_g", "lr_d", "seconds"]
+
+
+class Callbacks(Protocol):
+    def on_start(self, info: dict[str, Any]) -> None: ...
+    def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None: ...
+    def on_step(self, step: int, losses: dict[str, float]) -> None: ...
+    def on_epoch_end(self, row: dict[str, Any]) -> None: ...
+
+
+class NoCallbacks:
+    def on_start(self, info: dict[str, Any]) -> None: ...
+    def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None: ...
+    def on_step(self, step: int, losses: dict[str, float]) -> None: ...
+    def on_epoch_end(self, row: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    epochs_run: int
+    best_epoch: int
+    best: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped: str = ""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_auto(cfg: TrainConfig, prep: Prepared) -> None:
+    """Fill the options whose default depends on the data (recorded in the saved config)."""
+    if cfg.img_size <= 0:
+        short = int(np.median([min(s) for s in prep.train_sizes]))
+        cfg.img_size = int(max(32, min(256, short // 32 * 32)))
+    if cfg.orientation_free is None:
+        # single-channel data (microscopy, medical) has no 'up'; photos do
+        cfg.orientation_free = prep.info.in_channels == 1
+
+
+def build_loaders(cfg: TrainConfig, info: DataInfo, prep: Prepared, fit_stats: bool) -> tuple[DataLoader, DataLoader]:
+    """Datasets (decoded into memory when they fit) and their loaders; `fit_stats` sets info.mean/std."""
+    train_ds = SegDataset(prep.splits.train, info, transform=None, cache=cfg.cache)
+    val_ds = SegDataset(prep.splits.val, info, transform=None, cache=cfg.cache)
+    if cfg.cache:
+        train_ds.preload()
+        val_ds.preload()
+    if fit_stats:
+        info.mean, info.std = channel_stats(train_ds)
+    train_ds.transform = train_transforms(cfg.img_size, info.mean, info.std, info.in_channels, bool(cfg.orientation_free))
+    val_ds.transform = eval_transforms(info.mean, info.std)
+    g = torch.Generator()
+    g.manual_seed(cfg.seed)
+    drop_last = len(train_ds) >= cfg.batch_size
+    train_dl = DataLoader(
+        train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=drop_last, generator=g,
+        num_workers=cfg.workers, persistent_workers=cfg.workers > 0, pin_memory=torch.cuda.is_available(),
+    )
+    val_dl = DataLoader(val_ds, batch_sampler=SizeGroupedBatches(prep.val_sizes, cfg.batch_size), num_workers=0)
+    return train_dl, val_dl
+
+
+def lr_at(base: float, progress: float, warmup: float = 0.03) -> float:
+    """Linear warm-up, then cosine decay to 1% of base, as a function of training progress in [0, 1]."""
+    if progress < warmup:
+        return base * (0.1 + 0.9 * progress / warmup)
+    p = min(1.0, (progress - warmup) / (1 - warmup))
+    return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def set_lr(opt: Optional[torch.optim.Optimizer], lr: float) -> None:
+    if opt is not None:
+        for group in opt.param_groups:
+            group["lr"] = lr
+
+
+@torch.inference_mode()
+def validate(gen: torch.nn.Module, loader: DataLoader, info: DataInfo, device: torch.device,
+             precision: Precision, keep: int = 0) -> tuple[dict[str, Any], list]:
+    """Full-resolution validation; returns metrics and up to `keep` (image, truth, pred) samples."""
+    gen.eval()
+    cm = ConfusionMatrix(info.num_classes)
+    samples: list = []
+    for image, labels in loader:
+        image = image.to(device, non_blocking=True)
+        with precision.autocast():
+            logits = gen(image).float()
+        pred = (logits[:, 0] > 0).long() if info.binary else logits.argmax(1)
+        cm.update(pred.cpu().numpy(), labels.numpy())
+        for i in range(min(keep - len(samples), image.shape[0])):
+            samples.append((i, labels[i].numpy().astype(np.uint8), pred[i].cpu().numpy().astype(np.uint8)))
+    gen.train()
+    return cm.compute(), samples
+
+
+def _csv_text(history: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    w.writeheader()
+    for row in history:
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = None,
+          resume: Optional[dict[str, Any]] = None) -> TrainResult:
+    """Train G (and D unless --gan none) on cfg.data; write the run folder; return the outcome."""
+    cb = callbacks or NoCallbacks()
+    if cfg.gan not in ("lsgan", "vanilla", "hinge", "none"):
+        raise UserError(f"--gan '{cfg.gan}': expected lsgan, vanilla, hinge or none")
+    if cfg.epochs < 1 or cfg.batch_size < 1:
+        raise UserError("--epochs and --batch-size must be at least 1")
+    budget = parse_duration(cfg.time) if cfg.time else None
+    device = select_device(cfg.device)
+    precision = select_precision(cfg.precision, device)
+
+    prep = prepare(cfg.data, cfg.val_split, cfg.seed, cfg.ignore_index)
+    info = prep.info
+    if resume is not None:
+        info = from_dict(DataInfo, resume["data_info"])
+    resolve_auto(cfg, prep)
+    seed_everything(cfg.seed)
+    train_dl, val_dl = build_loaders(cfg, info, prep, fit_stats=resume is None)
+
+    gen = build_generator(mcfg, info).to(device)
+    disc = build_discriminator(mcfg, info).to(device) if cfg.gan != "none" else None
+    opt_g = torch.optim.AdamW(gen.parameters(), lr=cfg.lr_g, weight_decay=cfg.weight_decay)
+    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=(0.5, 0.999)) if disc is not None else None
+    scalers = (precision.scaler(), precision.scaler())
+
+    history: list[dict[str, Any]] = []
+    start_epoch, best_fit, best_epoch, bad_epochs, elapsed_before = 0, -1.0, 0, 0, 0.0
+    if resume is not None:
+        gen.load_state_dict(resume["generator"])
+        if disc is not None and resume.get("discriminator") is not None:
+            disc.load_state_dict(resume["discriminator"])
+        opt_g.load_state_dict(resume["opt_g"])
+        if opt_d is not None and resume.get("opt_d") is not None:
+            opt_d.load_state_dict(resume["opt_d"])
+        history = list(resume["history"])
+        start_epoch = int(resume["epoch"])
+        best_fit, best_epoch = float(resume["best_fitness"]), int(resume["best_epoch"])
+        bad_epochs, elapsed_before = int(resume["bad_epochs"]), float(resume["elapsed"])
+        run_dir = Path(resume["run_dir"])
+    else:
+        run_dir = new_run_dir(cfg.project, cfg.name, cfg.exist_ok)
+    weights = run_dir / "weights"
+    weights.mkdir(parents=True, exist_ok=True)
+    save_yaml(run_dir / "config.yaml", {"train": to_dict(cfg), "model": to_dict(mcfg), "data_info": to_dict(info)})
+
+    settings = StepSettings(cfg.gan, cfg.adv_weight, cfg.label_smoothing, cfg.onehot_tau)
+    steps = len(train_dl)
+    cb.on_start({"run_dir": run_dir, "device": describe(device), "precision": precision.name,
+                 "train": len(prep.splits.train), "val": len(prep.splits.val), "info": info,
+                 "img_size": cfg.img_size, "start_epoch": start_epoch})
+    t_start = time.monotonic() - elapsed_before
+    stopped, epoch = "", start_epoch
+    for epoch in range(start_epoch, cfg.epochs):
+        t_epoch = time.monotonic()
+        # Reseed per epoch: a resumed run replays exactly what the uninterrupted one would.
+        seed_everything(cfg.seed + epoch)
+        train_dl.generator.manual_seed(cfg.seed + epoch)
+        cb.on_epoch_start(epoch + 1, cfg.epochs, steps)
+        gen.train()
+        if disc is not None:
+            disc.train()
+        sums: dict[str, torch.Tensor] = {}
+        for i, (image, labels) in enumerate(train_dl):
+            elapsed = time.monotonic() - t_start
+            progress = max((epoch + i / steps) / cfg.epochs, elapsed / budget if budget else 0.0)
+            set_lr(opt_g, lr_at(cfg.lr_g, progress))
+            set_lr(opt_d, lr_at(cfg.lr_d, progress))
+            adv_w = cfg.adv_weight * min(1.0, (epoch + i / steps) / cfg.adv_warmup) if cfg.adv_warmup > 0 else cfg.adv_weight
+            image = image.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
+            losses = train_step(gen, disc, opt_g, opt_d, image, labels, settings, adv_w, precision.autocast, scalers)
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if (i + 1) % 10 == 0 or i + 1 == steps:  # host sync only when reporting
+                cb.on_step(i + 1, {k: float(v) / (i + 1) for k, v in sums.items()})
+        n = max(1, steps)
+        row: dict[str, Any] = {"epoch": epoch + 1}
+        row.update({k: float(sums[k]) / n if k in sums else float("nan") for k in ("g_loss", "g_seg", "g_adv", "d_loss")})
+        metrics, _ = validate(gen, val_dl, info, device, precision)
+        row.update(val_mIoU=metrics["mIoU"], val_Dice=metrics["mDice"], lr_g=opt_g.param_groups[0]["lr"],
+                   lr_d=opt_d.param_groups[0]["lr"] if opt_d else float("nan"),
+                   seconds=round(time.monotonic() - t_epoch, 3))
+        history.append(row)
+        fit = metrics["mIoU"] if np.isfinite(metrics["mIoU"]) else -1.0
+        improved = fit > best_fit
+        if improved:
+            best_fit, best_epoch, bad_epochs = fit, epoch + 1, 0
+        else:
+            bad_epochs += 1
+        state = {
+            "model": to_dict(mcfg), "data_info": to_dict(info), "train": to_dict(cfg),
+            "generator": gen.state_dict(), "discriminator": disc.state_dict() if disc is not None else None,
+            "epoch": epoch + 1, "best_fitness": best_fit, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
+            "history": history, "metrics": {"mIoU": metrics["mIoU"], "mDice": metrics["mDice"]},
+            "elapsed": time.monotonic() - t_start, "run_dir": str(run_dir),
+        }
+        if improved:
+            checkpoint.save(weights / "best.pt", state)
+        state.update(opt_g=opt_g.state_dict(), opt_d=opt_d.state_dict() if opt_d else None)
+        checkpoint.save(weights / "last.pt", state)
+        checkpoint.atomic_write_bytes(run_dir / "metrics.csv", _csv_text(history).encode())
+        cb.on_epoch_end(row)
+        if cfg.patience and bad_epochs >= cfg.patience:
+            stopped = f"early stop: no improvement in {cfg.patience} epochs"
+            break
+        if budget is not None:
+            spent = time.monotonic() - t_start
+            per_epoch = spent / (epoch + 1 - start_epoch + (elapsed_before > 0))
+            if spent + per_epoch > budget:
+                stopped = f"time budget {cfg.time} reached"
+                break
+    epochs_run = epoch + 1
+    last = checkpoint.load(weights / "last.pt")
+    last["finished"] = True
+    checkpoint.save(weights / "last.pt", {k: v for k, v in last.items() if k not in ("format", "segcli_version")})
+    _finish_plots(run_dir, history, weights, val_dl, info, device, precision, prep)
+    best = next((r for r in history if r["epoch"] == best_epoch), {})
+    return TrainResult(run_dir, epochs_run, best_epoch, best, history, stopped)
+
+
+def resume_state(path: Optional[str], project: str) -> tuple[TrainConfig, ModelConfig, Optional[dict[str, Any]]]:
+    """The configs and last.pt state of the run to continue; state is None when it had finished."""
+    from segcli.runs import latest_run
+
+    if path:
+        p = Path(path)
+        ckpt_path = p / "weights" / "last.pt" if p.is_dir() else p
+    else:
+        run = latest_run(project)
+        if run is None:
+            raise UserError(f"nothing to resume: no run under {project}/; pass a checkpoint path")
+        ckpt_path = run / "weights" / "last.pt"
+    state = checkpoint.load(ckpt_path)
+    if "opt_g" not in state:
+        raise UserError(f"{ckpt_path}: holds no optimizer state (a best.pt?); resume from the run's last.pt")
+    cfg = from_dict(TrainConfig, state["train"])
+    mcfg = from_dict(ModelConfig, state["model"])
+    run_dir = ckpt_path.parent.parent
+    cfg.project, cfg.name = str(run_dir.parent), run_dir.name
+    state["run_dir"] = str(run_dir)
+    if state.get("finished") or int(state["epoch"]) >= cfg.epochs:
+        return cfg, mcfg, None
+    return cfg, mcfg, state
+
+
+def _finish_plots(run_dir: Path, history: list, weights: Path, val_dl: DataLoader, info: DataInfo,
+                  device: torch.device, precision: Precision, prep: Prepared) -> None:
+    from segcli.plots import plot_curves, save_samples
+
+    plot_curves(history, run_dir / "plots" / "curves.png")
+    best_path = weights / "best.pt"
+    if not best_path.is_file():
+        return
+    gen, _, _ = checkpoint.model_from_checkpoint(checkpoint.load(best_path))
+    gen.to(device)
+    _, kept = validate(gen, val_dl, info, device, precision, keep=4)
+    ds: SegDataset = val_dl.dataset
+    order = [i for batch in val_dl.batch_sampler for i in batch]
+    samples = []
+    for (j, truth, pred), idx in zip(kept, order):
+        samples.append((ds.load(idx)[0], truth, pred))
+    save_samples(samples, info.binary, run_dir / "plots" / "val_samples.png")

@@ -1,0 +1,143 @@
+"""One adversarial training step as explicit functions: tensors in, a dict of losses out.
+
+Order per batch (pix2pix): the generator's forward pass, then a discriminator step on the
+detached fake, then a generator step through the frozen discriminator.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional
+
+import torch
+from torch import nn
+
+from segcli.data.io import IGNORE
+from segcli.losses import adversarial_loss, generator_adv_loss, one_hot, probabilities, segmentation_loss
+
+Autocast = Callable[[], AbstractContextManager]
+
+
+@dataclass
+class StepSettings:
+    gan: str = "lsgan"  # lsgan | vanilla | hinge | none
+    adv_weight: float = 0.01
+    label_smoothing: float = 0.1
+    onehot_tau: float = 0.9
+
+
+def real_mask(labels: torch.Tensor, fake: torch.Tensor, tau: float) -> torch.Tensor:
+    """The truth as D sees it: a one-hot map scaled towards the generator's output (Luc et al. 2016).
+
+    The true class gets max(tau, p_true) and the others share the rest in the generator's
+    proportions, so D cannot tell real from fake by 'exactly 0/1' alone. Ignored pixels show
+    the generator's own probabilities, which carry no signal either way.
+    """
+    k = fake.shape[1]
+    valid = (labels != IGNORE).unsqueeze(1)
+    oh = one_hot(labels, k)
+    p_true = (fake * oh).sum(1, keepdim=True)
+    y_true = torch.clamp(p_true, min=tau)
+    rest = fake * (1 - y_true) / (1 - p_true).clamp(min=1e-6)
+    scaled = oh * y_true + (1 - oh) * rest
+    return torch.where(valid, scaled, fake)
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """No gradients into `module`'s parameters (the G step must not train D)."""
+    flags = [p.requires_grad for p in module.parameters()]
+    for p in module.parameters():
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, f in zip(module.parameters(), flags):
+            p.requires_grad_(f)
+
+
+def _step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScaler]) -> None:
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    else:
+        loss.backward()
+        opt.step()
+
+
+def discriminator_step(
+    disc: nn.Module,
+    opt: torch.optim.Optimizer,
+    image: torch.Tensor,
+    labels: torch.Tensor,
+    fake: torch.Tensor,
+    s: StepSettings,
+    autocast: Autocast = nullcontext,
+    scaler: Optional[torch.amp.GradScaler] = None,
+) -> dict[str, torch.Tensor]:
+    """Update D on (image, truth) vs (image, detached generator probabilities)."""
+    fake = fake.detach()
+    real = real_mask(labels, fake, s.onehot_tau)
+    opt.zero_grad(set_to_none=True)
+    with autocast():
+        # one pass over real and fake together: same kernels, half the launches
+        pred = disc(torch.cat([torch.cat([image, real], 1), torch.cat([image, fake], 1)], 0))
+    pred_real, pred_fake = pred.float().chunk(2, dim=0)
+    loss = 0.5 * (
+        adversarial_loss(pred_real, True, s.gan, 1.0 - s.label_smoothing)
+        + adversarial_loss(pred_fake, False, s.gan)
+    )
+    _step(loss, opt, scaler)
+    return {"d_loss": loss.detach(), "d_real": pred_real.mean().detach(), "d_fake": pred_fake.mean().detach()}
+
+
+def generator_step(
+    disc: Optional[nn.Module],
+    opt: torch.optim.Optimizer,
+    image: torch.Tensor,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    s: StepSettings,
+    adv_weight: float,
+    autocast: Autocast = nullcontext,
+    scaler: Optional[torch.amp.GradScaler] = None,
+) -> dict[str, torch.Tensor]:
+    """Update G on segmentation loss + adv_weight * adversarial loss through a frozen D."""
+    seg = segmentation_loss(logits, labels)
+    loss = seg
+    out = {"g_seg": seg.detach()}
+    if disc is not None and s.gan != "none" and adv_weight > 0:
+        with frozen(disc), autocast():
+            pred = disc(torch.cat([image, probabilities(logits.float())], 1))
+        adv = generator_adv_loss(pred, s.gan)
+        loss = seg + adv_weight * adv
+        out["g_adv"] = adv.detach()
+    opt.zero_grad(set_to_none=True)
+    _step(loss, opt, scaler)
+    out["g_loss"] = loss.detach()
+    return out
+
+
+def train_step(
+    gen: nn.Module,
+    disc: Optional[nn.Module],
+    opt_g: torch.optim.Optimizer,
+    opt_d: Optional[torch.optim.Optimizer],
+    image: torch.Tensor,
+    labels: torch.Tensor,
+    s: StepSettings,
+    adv_weight: float,
+    autocast: Autocast = nullcontext,
+    scalers: tuple[Optional[torch.amp.GradScaler], Optional[torch.amp.GradScaler]] = (None, None),
+) -> dict[str, torch.Tensor]:
+    """G forward, D step on the detached fake, G step with D frozen."""
+    with autocast():
+        logits = gen(image)
+    losses: dict[str, torch.Tensor] = {}
+    if disc is not None and opt_d is not None and s.gan != "none":
+        fake = probabilities(logits.float())
+        losses.update(discriminator_step(disc, opt_d, image, labels, fake, s, autocast, scalers[1]))
+    losses.update(generator_step(disc, opt_g, image, logits, labels, s, adv_weight, autocast, scalers[0]))
+    return losses

@@ -1,0 +1,71 @@
+"""Segmentation and adversarial losses. Labels use IGNORE for pixels that count in neither."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from segcli.data.io import IGNORE
+
+
+def probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Per-class probabilities, K channels (2 for a binary model: background, foreground)."""
+    if logits.shape[1] == 1:
+        p = torch.sigmoid(logits)
+        return torch.cat([1 - p, p], dim=1)
+    return logits.softmax(dim=1)
+
+
+def one_hot(labels: torch.Tensor, channels: int) -> torch.Tensor:
+    """(N,H,W) labels to (N,K,H,W) float one-hot; ignored pixels become all-zero."""
+    valid = labels != IGNORE
+    oh = F.one_hot(labels.clamp(max=channels - 1) * valid, channels).permute(0, 3, 1, 2).float()
+    return oh * valid.unsqueeze(1)
+
+
+def dice_loss(probs: torch.Tensor, labels: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """Soft Dice over classes present in the batch, ignored pixels left out."""
+    valid = (labels != IGNORE).unsqueeze(1).float()
+    target = one_hot(labels, probs.shape[1])
+    p = probs * valid
+    inter = (p * target).sum(dim=(0, 2, 3))
+    denom = p.sum(dim=(0, 2, 3)) + target.sum(dim=(0, 2, 3))
+    dice = (2 * inter + eps) / (denom + eps)
+    present = target.sum(dim=(0, 2, 3)) > 0
+    if not present.any():
+        return probs.sum() * 0.0
+    return 1 - dice[present].mean()
+
+
+def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy (BCE for one-channel binary logits) + Dice."""
+    logits = logits.float()
+    valid = labels != IGNORE
+    if logits.shape[1] == 1:
+        bce = F.binary_cross_entropy_with_logits(logits[:, 0], labels.clamp(max=1).float(), reduction="none")
+        ce = (bce * valid).sum() / valid.sum().clamp(min=1)
+    else:
+        ce = F.cross_entropy(logits, labels, ignore_index=IGNORE) if valid.any() else logits.sum() * 0.0
+    return ce + dice_loss(probabilities(logits), labels)
+
+
+def adversarial_loss(pred: torch.Tensor, real: bool, mode: str, target: float = 1.0) -> torch.Tensor:
+    """D's (or G's) loss on scores `pred` for the given side.
+
+    `target` < 1 is one-sided label smoothing for the real side of D's loss.
+    For hinge, G's loss is -mean(pred); call it with mode='hinge_g'.
+    """
+    pred = pred.float()
+    if mode == "lsgan":
+        return F.mse_loss(pred, torch.full_like(pred, target if real else 0.0))
+    if mode == "vanilla":
+        return F.binary_cross_entropy_with_logits(pred, torch.full_like(pred, target if real else 0.0))
+    if mode == "hinge":
+        return F.relu(1.0 - pred).mean() if real else F.relu(1.0 + pred).mean()
+    if mode == "hinge_g":
+        return -pred.mean()
+    raise ValueError(f"unknown GAN loss {mode}")
+
+
+def generator_adv_loss(pred: torch.Tensor, mode: str) -> torch.Tensor:
+    return adversarial_loss(pred, True, "hinge_g" if mode == "hinge" else mode)

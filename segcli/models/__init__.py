@@ -1,0 +1,48 @@
+"""Model registry: generators are encoder + decoder + head, looked up by name."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from segcli.config import DataInfo, ModelConfig
+from segcli.errors import UserError
+from segcli.models.discriminator import GlobalDiscriminator, PatchDiscriminator, PixelDiscriminator
+from segcli.models.unet import Generator, UNetEncoder
+
+ENCODERS: dict[str, Callable[[int, ModelConfig], nn.Module]] = {
+    "unet": lambda cin, cfg: UNetEncoder(cin, cfg.base_channels, cfg.depth),
+}
+
+DISCRIMINATORS: dict[str, Callable[[int, ModelConfig], nn.Module]] = {
+    "patch": lambda cin, cfg: PatchDiscriminator(cin, cfg.disc_channels),
+    "global": lambda cin, cfg: GlobalDiscriminator(cin, cfg.disc_channels),
+    "pixel": lambda cin, cfg: PixelDiscriminator(cin, cfg.disc_channels),
+}
+
+
+def lookup(registry: dict[str, Callable], name: str, what: str) -> Callable:
+    try:
+        return registry[name]
+    except KeyError:
+        valid = ", ".join(sorted(registry))
+        raise UserError(f"unknown {what} '{name}': choose one of {valid}") from None
+
+
+def build_generator(cfg: ModelConfig, info: DataInfo) -> Generator:
+    encoder = lookup(ENCODERS, cfg.encoder, "encoder")(info.in_channels, cfg)
+    return Generator(encoder, info.out_channels)
+
+
+def mask_channels(info: DataInfo) -> int:
+    """Channels of the mask D sees: class probabilities, 2 for binary (background, foreground)."""
+    return 2 if info.binary else info.num_classes
+
+
+def build_discriminator(cfg: ModelConfig, info: DataInfo) -> nn.Module:
+    build = lookup(DISCRIMINATORS, cfg.discriminator, "discriminator")
+    return build(info.in_channels + mask_channels(info), cfg)
+
+
+__all__ = ["ENCODERS", "DISCRIMINATORS", "build_generator", "build_discriminator", "mask_channels"]

@@ -1,0 +1,117 @@
+"""The generator: a U-Net built as encoder + decoder + head, with real skip connections."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ConvBlock(nn.Sequential):
+    """Two 3x3 conv + BatchNorm + ReLU: the U-Net's unit of work."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+        )
+
+
+class UNetEncoder(nn.Module):
+    """Plain U-Net encoder. Returns features at strides 1, 2, 4, ... 2**depth."""
+
+    def __init__(self, in_channels: int, base_channels: int = 32, depth: int = 4) -> None:
+        super().__init__()
+        widths = [base_channels * 2**i for i in range(depth + 1)]
+        self.stem = ConvBlock(in_channels, widths[0])
+        self.stages = nn.ModuleList(
+            nn.Sequential(nn.MaxPool2d(2), ConvBlock(widths[i], widths[i + 1])) for i in range(depth)
+        )
+        self.out_channels: list[int] = widths
+        self.strides: list[int] = [2**i for i in range(depth + 1)]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = [self.stem(x)]
+        for stage in self.stages:
+            feats.append(stage(feats[-1]))
+        return feats
+
+
+class DecoderBlock(nn.Module):
+    """Upsample x2, concatenate the skip feature (when there is one), then a ConvBlock."""
+
+    def __init__(self, cin: int, skip: int, cout: int) -> None:
+        super().__init__()
+        self.up = nn.ConvTranspose2d(cin, cout, 2, stride=2)
+        self.conv = ConvBlock(cout + skip, cout)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
+        x = self.up(x)
+        if skip is not None:
+            x = torch.cat([x, skip], dim=1)
+        return self.conv(x)
+
+
+class UNetDecoder(nn.Module):
+    """Walks back up the encoder's features to stride 1.
+
+    Works for any encoder whose strides double from level to level; encoders without a
+    stride-1 feature (ResNets start at stride 2) get extra blocks with no skip.
+    """
+
+    def __init__(self, enc_channels: list[int], enc_strides: list[int]) -> None:
+        super().__init__()
+        skips = dict(zip(enc_strides, enc_channels))
+        stride, cin = enc_strides[-1], enc_channels[-1]
+        blocks = []
+        while stride > 1:
+            stride //= 2
+            skip = skips.get(stride, 0)
+            cout = max(skip, cin // 2) if skip else max(16, cin // 2)
+            blocks.append(DecoderBlock(cin, skip, cout))
+            cin = cout
+        self.blocks = nn.ModuleList(blocks)
+        self.enc_strides = enc_strides
+        self.out_channels = cin
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        by_stride = dict(zip(self.enc_strides, feats))
+        x = feats[-1]
+        stride = self.enc_strides[-1]
+        for block in self.blocks:
+            stride //= 2
+            x = block(x, by_stride.get(stride))
+        return x
+
+
+class Generator(nn.Module):
+    """encoder -> decoder -> 1x1 head. Logits out: 1 channel for binary, K for K classes.
+
+    Any input size works: the input is padded up to a multiple of the encoder's largest
+    stride and the logits are cropped back. `pad_inside=False` leaves that to the caller
+    (exported graphs avoid the shape arithmetic).
+    """
+
+    def __init__(self, encoder: nn.Module, out_channels: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = UNetDecoder(encoder.out_channels, encoder.strides)
+        self.head = nn.Conv2d(self.decoder.out_channels, out_channels, 1)
+        self.size_multiple: int = encoder.strides[-1]
+        self.pad_inside = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        m = self.size_multiple
+        ph, pw = (-h) % m, (-w) % m
+        padded = self.pad_inside and (ph or pw)
+        if padded:
+            x = F.pad(x, (0, pw, 0, ph))
+        logits = self.head(self.decoder(self.encoder(x)))
+        if padded:
+            logits = logits[..., :h, :w]
+        return logits
