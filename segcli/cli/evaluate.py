@@ -25,8 +25,8 @@ def evaluate(
     from segcli.evaluate import run_evaluate
     from segcli.inference import load_predictor, resolve_model
 
-    path = resolve_model(model)
     samples = eval_samples(data)
+    path = resolve_model(model)
     predictor = load_predictor(path, device, precision)
     result = run_evaluate(predictor, samples, ignore_index)
     result["model"] = str(path)

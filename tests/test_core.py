@@ -1,0 +1,113 @@
+"""Losses, metrics, the GAN step and checkpoints."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from segcli import checkpoint
+from segcli.config import DataInfo, ModelConfig
+from segcli.data import IGNORE
+from segcli.errors import ModelFileError
+from segcli.gan import StepSettings, real_mask, train_step
+from segcli.losses import adversarial_loss, probabilities, segmentation_loss
+from segcli.metrics import ConfusionMatrix
+from segcli.models import build_discriminator, build_generator
+
+
+def test_segmentation_loss_respects_ignore() -> None:
+    logits = torch.randn(2, 3, 8, 8)
+    labels = torch.randint(0, 3, (2, 8, 8))
+    ignored = labels.clone()
+    ignored[:, :4] = IGNORE
+    a = segmentation_loss(logits, ignored)
+    changed = logits.clone()
+    changed[:, :, :4] += 10 * torch.randn_like(changed[:, :, :4])  # only ignored pixels change
+    assert torch.allclose(a, segmentation_loss(changed, ignored))
+    assert torch.isfinite(segmentation_loss(logits[:, :1], labels.clamp(max=1)))
+
+
+@pytest.mark.parametrize("mode", ["lsgan", "vanilla", "hinge"])
+def test_adversarial_losses_order_real_and_fake(mode: str) -> None:
+    good, bad = torch.full((4, 1), 1.0), torch.full((4, 1), 0.0)
+    assert adversarial_loss(good, True, mode) < adversarial_loss(bad, True, mode)
+    assert adversarial_loss(bad, False, mode) < adversarial_loss(good, False, mode)
+
+
+def test_scaled_onehot_is_not_trivially_separable() -> None:
+    labels = torch.randint(0, 3, (1, 6, 6))
+    fake = torch.softmax(torch.randn(1, 3, 6, 6), 1)
+    real = real_mask(labels, fake, tau=0.9)
+    assert torch.allclose(real.sum(1), torch.ones(1, 6, 6), atol=1e-5)
+    true_p = real.gather(1, labels.unsqueeze(1))
+    assert (true_p >= 0.9 - 1e-6).all() and (true_p < 1).any()
+    assert (real > 0).all()  # soft everywhere, like the generator's output
+
+
+def test_confusion_matrix_metrics_and_absent_classes() -> None:
+    cm = ConfusionMatrix(4)
+    truth = np.array([0, 0, 1, 1, IGNORE])
+    pred = np.array([0, 1, 1, 1, 3])
+    cm.update(pred, truth)
+    r = cm.compute()
+    iou = [c["iou"] for c in r["per_class"]]
+    assert iou[0] == pytest.approx(0.5) and iou[1] == pytest.approx(2 / 3)
+    assert iou[2] is None and iou[3] is None  # absent from both: not 0, not 1
+    assert r["mIoU"] == pytest.approx((0.5 + 2 / 3) / 2)
+    assert r["pixel_accuracy"] == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize("gan", ["lsgan", "vanilla", "hinge", "none"])
+def test_train_step_updates_g_and_only_d_in_d_step(gan: str) -> None:
+    torch.manual_seed(0)
+    info = DataInfo(num_classes=3, in_channels=1, binary=False)
+    cfg = ModelConfig(base_channels=4, depth=2, disc_channels=8)
+    g, d = build_generator(cfg, info), build_discriminator(cfg, info)
+    opt_g = torch.optim.Adam(g.parameters(), 1e-2)
+    opt_d = torch.optim.Adam(d.parameters(), 1e-2)
+    x, y = torch.randn(2, 1, 32, 32), torch.randint(0, 3, (2, 32, 32))
+    g0 = [p.clone() for p in g.parameters()]
+    d0 = [p.clone() for p in d.parameters()]
+    losses = train_step(g, d if gan != "none" else None, opt_g, opt_d, x, y, StepSettings(gan=gan), 0.1)
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert any(not torch.equal(a, b) for a, b in zip(g0, g.parameters()))
+    d_changed = any(not torch.equal(a, b) for a, b in zip(d0, d.parameters()))
+    assert d_changed == (gan != "none")
+    assert ("d_loss" in losses) == (gan != "none")
+    assert all(p.requires_grad for p in d.parameters())  # D unfrozen after the G step
+
+
+def test_checkpoint_roundtrip_weights_only(tmp_path: Path) -> None:
+    info = DataInfo(num_classes=2, in_channels=1)
+    g = build_generator(ModelConfig(base_channels=4, depth=2), info)
+    path = tmp_path / "w.pt"
+    checkpoint.save(path, {"model": {"base_channels": 4, "depth": 2}, "data_info": info.__dict__,
+                           "generator": g.state_dict()})
+    raw = torch.load(path, weights_only=True)
+    assert raw["format"] == 1
+    g2, mcfg, info2 = checkpoint.model_from_checkpoint(checkpoint.load(path))
+    assert mcfg.depth == 2 and info2.in_channels == 1
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_malicious_pickle_is_refused_and_runs_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": 1, "generator": Evil()}, path)
+    with pytest.raises(ModelFileError, match="refused"):
+        checkpoint.load(path)
+    assert not marker.exists()
+
+
+def test_probabilities_binary_has_two_channels() -> None:
+    p = probabilities(torch.zeros(1, 1, 2, 2))
+    assert p.shape == (1, 2, 2, 2) and math.isclose(float(p.sum(1).mean()), 1.0)
