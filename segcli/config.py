@@ -52,9 +52,9 @@ class TrainConfig:
     """How a run trains. Saved as the run's config.yaml and inside every checkpoint."""
 
     data: str = ""
-    epochs: int = 50
+    epochs: int = 0
     time: Optional[str] = None
-    batch_size: int = 4
+    batch_size: int = 0
     img_size: int = 0
     val_split: float = 0.2
     device: str = "auto"
@@ -71,6 +71,8 @@ class TrainConfig:
     weight_decay: float = 1e-4
     ignore_index: Optional[int] = None
     unlabeled: Optional[str] = None
+    pretrained: bool = False
+    weights: Optional[str] = None
     workers: int = 0
     cache: bool = True
     augment: bool = True

@@ -54,6 +54,25 @@ class TrainResult:
     stopped: str = ""
 
 
+class Clock:
+    """The --time budget: progress for the LR schedule, and when to stop so that the last
+    validation and the run's final files still fit inside the budget."""
+
+    def __init__(self, budget: Optional[float], elapsed_before: float = 0.0) -> None:
+        self.budget = budget
+        self.t0 = time.monotonic() - elapsed_before
+        self.val_cost = 0.0  # seconds of the latest validation, measured
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    def progress(self) -> float:
+        return self.elapsed() / self.budget if self.budget else 0.0
+
+    def must_stop(self) -> bool:
+        return bool(self.budget) and self.elapsed() + 1.3 * self.val_cost + 1.0 >= self.budget
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -65,6 +84,8 @@ def resolve_auto(cfg: TrainConfig, prep: Prepared) -> None:
     if cfg.img_size <= 0:
         short = int(np.median([min(s) for s in prep.train_sizes]))
         cfg.img_size = int(max(32, min(256, short // 32 * 32)))
+    if cfg.batch_size <= 0:
+        cfg.batch_size = 8 if cfg.img_size <= 128 else 4 if cfg.img_size <= 320 else 2
     if cfg.orientation_free is None:
         # single-channel data (microscopy, medical) has no 'up'; photos do
         cfg.orientation_free = prep.info.in_channels == 1
@@ -108,8 +129,10 @@ def set_lr(opt: Optional[torch.optim.Optimizer], lr: float) -> None:
 
 @torch.inference_mode()
 def validate(gen: torch.nn.Module, loader: DataLoader, info: DataInfo, device: torch.device,
-             precision: Precision, keep: int = 0) -> tuple[dict[str, Any], list]:
-    """Full-resolution validation; returns metrics and up to `keep` (image, truth, pred) samples."""
+             precision: Precision, keep: int = 0, limit: bool = False) -> tuple[dict[str, Any], list]:
+    """Full-resolution validation; returns metrics and up to `keep` (image, truth, pred) samples.
+
+    `limit` stops once `keep` samples are collected (the metrics then cover only those)."""
     gen.eval()
     cm = ConfusionMatrix(info.num_classes)
     samples: list = []
@@ -121,6 +144,8 @@ def validate(gen: torch.nn.Module, loader: DataLoader, info: DataInfo, device: t
         cm.update(pred.cpu().numpy(), labels.numpy())
         for i in range(min(keep - len(samples), image.shape[0])):
             samples.append((i, labels[i].numpy().astype(np.uint8), pred[i].cpu().numpy().astype(np.uint8)))
+        if limit and len(samples) >= keep:
+            break
     gen.train()
     return cm.compute(), samples
 
@@ -140,9 +165,12 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
     cb = callbacks or NoCallbacks()
     if cfg.gan not in ("lsgan", "vanilla", "hinge", "none"):
         raise UserError(f"--gan '{cfg.gan}': expected lsgan, vanilla, hinge or none")
-    if cfg.epochs < 1 or cfg.batch_size < 1:
-        raise UserError("--epochs and --batch-size must be at least 1")
+    if cfg.epochs < 0 or cfg.batch_size < 0:
+        raise UserError("--epochs and --batch-size must be positive (0 = automatic)")
+    if cfg.epochs == 0:  # with --time the budget decides; the cap only bounds the schedule
+        cfg.epochs = 1000 if cfg.time else 50
     budget = parse_duration(cfg.time) if cfg.time else None
+    clock = Clock(budget, float(resume["elapsed"]) if resume is not None else 0.0)
     device = select_device(cfg.device)
     precision = select_precision(cfg.precision, device)
 
@@ -154,14 +182,20 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
     seed_everything(cfg.seed)
     train_dl, val_dl = build_loaders(cfg, info, prep, fit_stats=resume is None)
 
-    gen = build_generator(mcfg, info).to(device)
-    disc = build_discriminator(mcfg, info).to(device) if cfg.gan != "none" else None
+    gen = build_generator(mcfg, info)
+    if (cfg.pretrained or cfg.weights) and resume is None:
+        if not hasattr(gen.encoder, "load_imagenet"):
+            raise UserError(f"--pretrained/--weights need a ResNet encoder; '{mcfg.encoder}' trains from scratch")
+        gen.encoder.load_imagenet(cfg.weights)
+    # channels_last: ~20% faster convolutions on this CPU (oneDNN) and on tensor cores
+    gen = gen.to(device, memory_format=torch.channels_last)
+    disc = build_discriminator(mcfg, info).to(device, memory_format=torch.channels_last) if cfg.gan != "none" else None
     opt_g = torch.optim.AdamW(gen.parameters(), lr=cfg.lr_g, weight_decay=cfg.weight_decay)
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=(0.5, 0.999)) if disc is not None else None
     scalers = (precision.scaler(), precision.scaler())
 
     history: list[dict[str, Any]] = []
-    start_epoch, best_fit, best_epoch, bad_epochs, elapsed_before = 0, -1.0, 0, 0, 0.0
+    start_epoch, best_fit, best_epoch, bad_epochs = 0, -1.0, 0, 0
     if resume is not None:
         gen.load_state_dict(resume["generator"])
         if disc is not None and resume.get("discriminator") is not None:
@@ -172,7 +206,7 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
         history = list(resume["history"])
         start_epoch = int(resume["epoch"])
         best_fit, best_epoch = float(resume["best_fitness"]), int(resume["best_epoch"])
-        bad_epochs, elapsed_before = int(resume["bad_epochs"]), float(resume["elapsed"])
+        bad_epochs = int(resume["bad_epochs"])
         run_dir = Path(resume["run_dir"])
     else:
         run_dir = new_run_dir(cfg.project, cfg.name, cfg.exist_ok)
@@ -185,7 +219,6 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
     cb.on_start({"run_dir": run_dir, "device": describe(device), "precision": precision.name,
                  "train": len(prep.splits.train), "val": len(prep.splits.val), "info": info,
                  "img_size": cfg.img_size, "start_epoch": start_epoch})
-    t_start = time.monotonic() - elapsed_before
     stopped, epoch = "", start_epoch
     for epoch in range(start_epoch, cfg.epochs):
         t_epoch = time.monotonic()
@@ -198,22 +231,28 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
             disc.train()
         sums: dict[str, torch.Tensor] = {}
         for i, (image, labels) in enumerate(train_dl):
-            elapsed = time.monotonic() - t_start
-            progress = max((epoch + i / steps) / cfg.epochs, elapsed / budget if budget else 0.0)
+            if clock.must_stop():
+                stopped = f"time budget {cfg.time} reached"
+                break
+            progress = max((epoch + i / steps) / cfg.epochs, clock.progress())
             set_lr(opt_g, lr_at(cfg.lr_g, progress))
             set_lr(opt_d, lr_at(cfg.lr_d, progress))
             adv_w = cfg.adv_weight * min(1.0, (epoch + i / steps) / cfg.adv_warmup) if cfg.adv_warmup > 0 else cfg.adv_weight
-            image = image.to(device, non_blocking=True)
+            image = image.to(device, non_blocking=True, memory_format=torch.channels_last)
             labels = labels.to(device, non_blocking=True)
             losses = train_step(gen, disc, opt_g, opt_d, image, labels, settings, adv_w, precision.autocast, scalers)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v
             if (i + 1) % 10 == 0 or i + 1 == steps:  # host sync only when reporting
                 cb.on_step(i + 1, {k: float(v) / (i + 1) for k, v in sums.items()})
-        n = max(1, steps)
+        if not sums:  # the budget ran out before this epoch trained at all
+            break
+        n = max(1, i + 1 if stopped else steps)
         row: dict[str, Any] = {"epoch": epoch + 1}
         row.update({k: float(sums[k]) / n if k in sums else float("nan") for k in ("g_loss", "g_seg", "g_adv", "d_loss")})
+        t_val = time.monotonic()
         metrics, _ = validate(gen, val_dl, info, device, precision)
+        clock.val_cost = time.monotonic() - t_val
         row.update(val_mIoU=metrics["mIoU"], val_Dice=metrics["mDice"], lr_g=opt_g.param_groups[0]["lr"],
                    lr_d=opt_d.param_groups[0]["lr"] if opt_d else float("nan"),
                    seconds=round(time.monotonic() - t_epoch, 3))
@@ -229,7 +268,7 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
             "generator": gen.state_dict(), "discriminator": disc.state_dict() if disc is not None else None,
             "epoch": epoch + 1, "best_fitness": best_fit, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
             "history": history, "metrics": {"mIoU": metrics["mIoU"], "mDice": metrics["mDice"]},
-            "elapsed": time.monotonic() - t_start, "run_dir": str(run_dir),
+            "elapsed": clock.elapsed(), "run_dir": str(run_dir),
         }
         if improved:
             checkpoint.save(weights / "best.pt", state)
@@ -237,16 +276,15 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
         checkpoint.save(weights / "last.pt", state)
         checkpoint.atomic_write_bytes(run_dir / "metrics.csv", _csv_text(history).encode())
         cb.on_epoch_end(row)
+        if stopped:
+            break
         if cfg.patience and bad_epochs >= cfg.patience:
             stopped = f"early stop: no improvement in {cfg.patience} epochs"
             break
-        if budget is not None:
-            spent = time.monotonic() - t_start
-            per_epoch = spent / (epoch + 1 - start_epoch + (elapsed_before > 0))
-            if spent + per_epoch > budget:
-                stopped = f"time budget {cfg.time} reached"
-                break
-    epochs_run = epoch + 1
+        if clock.must_stop():
+            stopped = f"time budget {cfg.time} reached"
+            break
+    epochs_run = int(history[-1]["epoch"]) if history else start_epoch
     last = checkpoint.load(weights / "last.pt")
     last["finished"] = True
     checkpoint.save(weights / "last.pt", {k: v for k, v in last.items() if k not in ("format", "segcli_version")})
@@ -290,7 +328,7 @@ def _finish_plots(run_dir: Path, history: list, weights: Path, val_dl: DataLoade
         return
     gen, _, _ = checkpoint.model_from_checkpoint(checkpoint.load(best_path))
     gen.to(device)
-    _, kept = validate(gen, val_dl, info, device, precision, keep=4)
+    _, kept = validate(gen, val_dl, info, device, precision, keep=4, limit=True)
     ds: SegDataset = val_dl.dataset
     order = [i for batch in val_dl.batch_sampler for i in batch]
     samples = []

@@ -9,10 +9,14 @@ from torch import nn
 from segcli.config import DataInfo, ModelConfig
 from segcli.errors import UserError
 from segcli.models.discriminator import GlobalDiscriminator, PatchDiscriminator, PixelDiscriminator
+from segcli.models.resnet import ResNetEncoder
 from segcli.models.unet import Generator, UNetEncoder
 
 ENCODERS: dict[str, Callable[[int, ModelConfig], nn.Module]] = {
     "unet": lambda cin, cfg: UNetEncoder(cin, cfg.base_channels, cfg.depth),
+    "resnet18": lambda cin, cfg: ResNetEncoder("resnet18", cin),
+    "resnet34": lambda cin, cfg: ResNetEncoder("resnet34", cin),
+    "resnet50": lambda cin, cfg: ResNetEncoder("resnet50", cin),
 }
 
 DISCRIMINATORS: dict[str, Callable[[int, ModelConfig], nn.Module]] = {

@@ -63,7 +63,7 @@ class UNetDecoder(nn.Module):
     stride-1 feature (ResNets start at stride 2) get extra blocks with no skip.
     """
 
-    def __init__(self, enc_channels: list[int], enc_strides: list[int]) -> None:
+    def __init__(self, enc_channels: list[int], enc_strides: list[int], widths: list[int] | None = None) -> None:
         super().__init__()
         skips = dict(zip(enc_strides, enc_channels))
         stride, cin = enc_strides[-1], enc_channels[-1]
@@ -71,7 +71,10 @@ class UNetDecoder(nn.Module):
         while stride > 1:
             stride //= 2
             skip = skips.get(stride, 0)
-            cout = max(skip, cin // 2) if skip else max(16, cin // 2)
+            if widths:  # the encoder's own schedule (wide ResNets would make huge decoders)
+                cout = widths[len(blocks)]
+            else:
+                cout = max(skip, cin // 2) if skip else max(16, cin // 2)
             blocks.append(DecoderBlock(cin, skip, cout))
             cin = cout
         self.blocks = nn.ModuleList(blocks)
@@ -99,7 +102,7 @@ class Generator(nn.Module):
     def __init__(self, encoder: nn.Module, out_channels: int) -> None:
         super().__init__()
         self.encoder = encoder
-        self.decoder = UNetDecoder(encoder.out_channels, encoder.strides)
+        self.decoder = UNetDecoder(encoder.out_channels, encoder.strides, getattr(encoder, "decoder_channels", None))
         self.head = nn.Conv2d(self.decoder.out_channels, out_channels, 1)
         self.size_multiple: int = encoder.strides[-1]
         self.pad_inside = True

@@ -1,0 +1,58 @@
+"""Adaptive defaults, the --time budget and ResNet encoders, through `segcli train`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import yaml
+
+from segcli.data.synthetic import make_dataset
+from tests.conftest import run_cli
+
+SMALL = ["--base-channels", "4", "--depth", "2", "--precision", "32"]
+
+
+def _saved(run: Path) -> dict:
+    return yaml.safe_load((run / "config.yaml").read_text())
+
+
+def test_adaptive_defaults_recorded_in_config(tmp_path: Path) -> None:
+    gray = make_dataset(tmp_path / "gray", count=6, size=(72, 100), classes=2, channels=1)
+    rgb = make_dataset(tmp_path / "rgb", count=6, size=(200, 150), classes=3, channels=3)
+    assert run_cli(["train", gray, "--epochs", "1", *SMALL, "--name", "gray"], cwd=tmp_path).code == 0
+    assert run_cli(["train", rgb, "--epochs", "1", *SMALL, "--name", "rgb"], cwd=tmp_path).code == 0
+    g, r = _saved(tmp_path / "runs/train/gray"), _saved(tmp_path / "runs/train/rgb")
+    # patch: the images' short side rounded down to a multiple of 32; batch from the patch size
+    assert g["train"]["img_size"] == 64 and g["train"]["batch_size"] == 8
+    assert r["train"]["img_size"] == 128 and r["train"]["batch_size"] == 8
+    # gray data has no 'up' (microscopy): vertical flips and 90-degree rotations are on
+    assert g["train"]["orientation_free"] is True and r["train"]["orientation_free"] is False
+    assert g["data_info"]["in_channels"] == 1 and r["data_info"]["in_channels"] == 3
+    assert g["data_info"]["binary"] is True and r["data_info"]["num_classes"] == 3
+    assert len(g["data_info"]["mean"]) == 1 and 0 < g["data_info"]["std"][0] < 1
+
+
+def test_time_budget_is_honoured(binary_data: Path, tmp_path: Path) -> None:
+    r = run_cli(["train", binary_data, "--time", "12s", *SMALL, "--img-size", "32", "-b", "2"], cwd=tmp_path)
+    assert r.code == 0, r.err
+    ckpt = torch.load(tmp_path / "runs/train/exp/weights/last.pt", weights_only=True)
+    assert 0.8 * 12 <= ckpt["elapsed"] <= 1.05 * 12
+    assert ckpt["train"]["epochs"] == 1000  # the budget, not an epoch count, ended the run
+    assert "time budget" in r.err
+
+
+def test_resnet_encoder_with_local_imagenet_weights(binary_data: Path, tmp_path: Path) -> None:
+    import torchvision
+
+    ref = torchvision.models.resnet18(weights=None)
+    torch.save(ref.state_dict(), tmp_path / "r18.pt")
+    r = run_cli(["train", binary_data, "--epochs", "1", "--encoder", "resnet18", "--weights", "r18.pt",
+                 "--img-size", "32", "--precision", "32", "--lr", "0"], cwd=tmp_path)
+    assert r.code == 0, r.err
+    ckpt = torch.load(tmp_path / "runs/train/exp/weights/last.pt", weights_only=True)
+    assert ckpt["model"]["encoder"] == "resnet18"
+    # layer1 weights came from the file (lr 0 keeps them; AdamW decay is scaled by lr too)
+    assert torch.allclose(ckpt["generator"]["encoder.layer1.0.conv1.weight"], ref.layer1[0].conv1.weight)
+    bad = run_cli(["train", binary_data, "--epochs", "1", "--weights", "r18.pt", *SMALL], cwd=tmp_path)
+    assert bad.code == 2 and "ResNet encoder" in bad.err
