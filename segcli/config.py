@@ -71,6 +71,10 @@ class TrainConfig:
     weight_decay: float = 1e-4
     ignore_index: Optional[int] = None
     unlabeled: Optional[str] = None
+    semi_threshold: float = 0.2
+    semi_weight: float = 0.1
+    semi_adv_weight: float = 0.001
+    semi_start: float = 1.0  # epochs of adversarial-only training before self-training starts
     pretrained: bool = False
     weights: Optional[str] = None
     workers: int = 0

@@ -23,11 +23,14 @@ from segcli.data.transforms import eval_transforms, train_transforms
 from segcli.device import Precision, describe, select_device, select_precision
 from segcli.errors import UserError
 from segcli.gan import StepSettings, train_step
+from segcli.semi import SemiSettings
 from segcli.metrics import ConfusionMatrix
 from segcli.models import build_discriminator, build_generator
 from segcli.runs import new_run_dir, parse_duration
 
-CSV_FIELDS = ["epoch", "g_loss", "g_seg", "g_adv", "d_loss", "val_mIoU", "val_Dice", "lr_g", "lr_d", "seconds"]
+CSV_FIELDS = ["epoch", "g_loss", "g_seg", "g_adv", "d_loss", "val_mIoU", "val_Dice", "lr_g", "lr_d", "seconds",
+              "semi_pixels"]
+LOSS_KEYS = ("g_loss", "g_seg", "g_adv", "d_loss", "semi_pixels")
 
 
 class Callbacks(Protocol):
@@ -113,6 +116,25 @@ def build_loaders(cfg: TrainConfig, info: DataInfo, prep: Prepared, fit_stats: b
     return train_dl, val_dl
 
 
+def build_unlabeled_loader(cfg: TrainConfig, info: DataInfo) -> DataLoader:
+    """Unlabeled images with the training augmentation, on their own seeded sampler."""
+    from segcli.data import unlabeled_samples
+
+    ds = SegDataset(unlabeled_samples(cfg.unlabeled), info, transform=None, cache=cfg.cache)
+    if cfg.cache:
+        ds.preload()
+    ds.transform = train_transforms(cfg.img_size, info.mean, info.std, info.in_channels, bool(cfg.orientation_free))
+    g = torch.Generator()
+    g.manual_seed(cfg.seed + 10_000)
+    return DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, drop_last=len(ds) >= cfg.batch_size,
+                      generator=g, num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
+
+
+def _cycle(loader: DataLoader):
+    while True:
+        yield from loader
+
+
 def lr_at(base: float, progress: float, warmup: float = 0.03) -> float:
     """Linear warm-up, then cosine decay to 1% of base, as a function of training progress in [0, 1]."""
     if progress < warmup:
@@ -165,6 +187,8 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
     cb = callbacks or NoCallbacks()
     if cfg.gan not in ("lsgan", "vanilla", "hinge", "none"):
         raise UserError(f"--gan '{cfg.gan}': expected lsgan, vanilla, hinge or none")
+    if cfg.unlabeled and cfg.gan == "none":
+        raise UserError("--unlabeled needs a discriminator: use --gan lsgan|vanilla|hinge, not none")
     if cfg.epochs < 0 or cfg.batch_size < 0:
         raise UserError("--epochs and --batch-size must be positive (0 = automatic)")
     if cfg.epochs == 0:  # with --time the budget decides; the cap only bounds the schedule
@@ -215,6 +239,8 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
     save_yaml(run_dir / "config.yaml", {"train": to_dict(cfg), "model": to_dict(mcfg), "data_info": to_dict(info)})
 
     settings = StepSettings(cfg.gan, cfg.adv_weight, cfg.label_smoothing, cfg.onehot_tau)
+    semi = SemiSettings(cfg.semi_threshold, cfg.semi_weight, cfg.semi_adv_weight)
+    unlabeled_dl = build_unlabeled_loader(cfg, info) if cfg.unlabeled else None
     steps = len(train_dl)
     cb.on_start({"run_dir": run_dir, "device": describe(device), "precision": precision.name,
                  "train": len(prep.splits.train), "val": len(prep.splits.val), "info": info,
@@ -230,6 +256,10 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
         if disc is not None:
             disc.train()
         sums: dict[str, torch.Tensor] = {}
+        unlabeled_iter = None
+        if unlabeled_dl is not None:
+            unlabeled_dl.generator.manual_seed(cfg.seed + 10_000 + epoch)
+            unlabeled_iter = _cycle(unlabeled_dl)
         for i, (image, labels) in enumerate(train_dl):
             if clock.must_stop():
                 stopped = f"time budget {cfg.time} reached"
@@ -240,7 +270,11 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
             adv_w = cfg.adv_weight * min(1.0, (epoch + i / steps) / cfg.adv_warmup) if cfg.adv_warmup > 0 else cfg.adv_weight
             image = image.to(device, non_blocking=True, memory_format=torch.channels_last)
             labels = labels.to(device, non_blocking=True)
-            losses = train_step(gen, disc, opt_g, opt_d, image, labels, settings, adv_w, precision.autocast, scalers)
+            unlabeled = None
+            if unlabeled_iter is not None:
+                unlabeled = next(unlabeled_iter)[0].to(device, non_blocking=True, memory_format=torch.channels_last)
+            losses = train_step(gen, disc, opt_g, opt_d, image, labels, settings, adv_w, precision.autocast, scalers,
+                                unlabeled, semi, self_training=epoch + i / steps >= cfg.semi_start)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v
             if (i + 1) % 10 == 0 or i + 1 == steps:  # host sync only when reporting
@@ -249,7 +283,7 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
             break
         n = max(1, i + 1 if stopped else steps)
         row: dict[str, Any] = {"epoch": epoch + 1}
-        row.update({k: float(sums[k]) / n if k in sums else float("nan") for k in ("g_loss", "g_seg", "g_adv", "d_loss")})
+        row.update({k: float(sums[k]) / n if k in sums else float("nan") for k in LOSS_KEYS})
         t_val = time.monotonic()
         metrics, _ = validate(gen, val_dl, info, device, precision)
         clock.val_cost = time.monotonic() - t_val

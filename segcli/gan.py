@@ -15,6 +15,7 @@ from torch import nn
 
 from segcli.data.io import IGNORE
 from segcli.losses import adversarial_loss, generator_adv_loss, one_hot, probabilities, segmentation_loss
+from segcli.semi import SemiSettings, unlabeled_terms
 
 Autocast = Callable[[], AbstractContextManager]
 
@@ -103,16 +104,20 @@ def generator_step(
     adv_weight: float,
     autocast: Autocast = nullcontext,
     scaler: Optional[torch.amp.GradScaler] = None,
+    extra: Optional[torch.Tensor] = None,
 ) -> dict[str, torch.Tensor]:
-    """Update G on segmentation loss + adv_weight * adversarial loss through a frozen D."""
+    """Update G on segmentation loss + adv_weight * adversarial loss through a frozen D.
+
+    `extra` is any further loss term of this step (the unlabeled batch's, in semi-supervised mode).
+    """
     seg = segmentation_loss(logits, labels)
-    loss = seg
+    loss = seg if extra is None else seg + extra
     out = {"g_seg": seg.detach()}
     if disc is not None and s.gan != "none" and adv_weight > 0:
         with frozen(disc), autocast():
             pred = disc(torch.cat([image, probabilities(logits.float())], 1))
         adv = generator_adv_loss(pred, s.gan)
-        loss = seg + adv_weight * adv
+        loss = loss + adv_weight * adv
         out["g_adv"] = adv.detach()
     opt.zero_grad(set_to_none=True)
     _step(loss, opt, scaler)
@@ -131,13 +136,26 @@ def train_step(
     adv_weight: float,
     autocast: Autocast = nullcontext,
     scalers: tuple[Optional[torch.amp.GradScaler], Optional[torch.amp.GradScaler]] = (None, None),
+    unlabeled: Optional[torch.Tensor] = None,
+    semi: Optional[SemiSettings] = None,
+    self_training: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """G forward, D step on the detached fake, G step with D frozen."""
+    """G forward, D step on the detached fake, G step with D frozen.
+
+    With an `unlabeled` batch, G runs once over both batches (one BatchNorm statistic), D
+    learns from the labeled pairs only, and G also gets the semi-supervised terms.
+    """
+    n = image.shape[0]
     with autocast():
-        logits = gen(image)
+        out = gen(image if unlabeled is None else torch.cat([image, unlabeled]))
+    logits = out[:n]
     losses: dict[str, torch.Tensor] = {}
     if disc is not None and opt_d is not None and s.gan != "none":
         fake = probabilities(logits.float())
         losses.update(discriminator_step(disc, opt_d, image, labels, fake, s, autocast, scalers[1]))
-    losses.update(generator_step(disc, opt_g, image, logits, labels, s, adv_weight, autocast, scalers[0]))
+    extra = None
+    if unlabeled is not None and disc is not None and semi is not None:
+        extra, semi_out = unlabeled_terms(disc, unlabeled, out[n:], s.gan, semi, self_training, autocast)
+        losses.update(semi_out)
+    losses.update(generator_step(disc, opt_g, image, logits, labels, s, adv_weight, autocast, scalers[0], extra))
     return losses

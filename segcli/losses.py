@@ -37,16 +37,22 @@ def dice_loss(probs: torch.Tensor, labels: torch.Tensor, eps: float = 1.0) -> to
     return 1 - dice[present].mean()
 
 
-def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy (BCE for one-channel binary logits) + Dice."""
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean CE over non-ignored pixels (BCE for one-channel binary logits); 0 when none are left."""
     logits = logits.float()
     valid = labels != IGNORE
     if logits.shape[1] == 1:
         bce = F.binary_cross_entropy_with_logits(logits[:, 0], labels.clamp(max=1).float(), reduction="none")
-        ce = (bce * valid).sum() / valid.sum().clamp(min=1)
-    else:
-        ce = F.cross_entropy(logits, labels, ignore_index=IGNORE) if valid.any() else logits.sum() * 0.0
-    return ce + dice_loss(probabilities(logits), labels)
+        return (bce * valid).sum() / valid.sum().clamp(min=1)
+    # the sum over an all-ignored batch is 0 rather than CE's NaN
+    ce = F.cross_entropy(logits, labels, ignore_index=IGNORE, reduction="sum")
+    return ce / valid.sum().clamp(min=1)
+
+
+def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy (BCE for one-channel binary logits) + Dice."""
+    logits = logits.float()
+    return cross_entropy(logits, labels) + dice_loss(probabilities(logits), labels)
 
 
 def adversarial_loss(pred: torch.Tensor, real: bool, mode: str, target: float = 1.0) -> torch.Tensor:
