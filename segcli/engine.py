@@ -245,7 +245,7 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
     cb.on_start({"run_dir": run_dir, "device": describe(device), "precision": precision.name,
                  "train": len(prep.splits.train), "val": len(prep.splits.val), "info": info,
                  "img_size": cfg.img_size, "start_epoch": start_epoch})
-    stopped, epoch = "", start_epoch
+    stopped, epoch, since_val = "", start_epoch, 0.0
     for epoch in range(start_epoch, cfg.epochs):
         t_epoch = time.monotonic()
         # Reseed per epoch: a resumed run replays exactly what the uninterrupted one would.
@@ -284,31 +284,39 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
         n = max(1, i + 1 if stopped else steps)
         row: dict[str, Any] = {"epoch": epoch + 1}
         row.update({k: float(sums[k]) / n if k in sums else float("nan") for k in LOSS_KEYS})
-        t_val = time.monotonic()
-        metrics, _ = validate(gen, val_dl, info, device, precision)
-        clock.val_cost = time.monotonic() - t_val
-        row.update(val_mIoU=metrics["mIoU"], val_Dice=metrics["mDice"], lr_g=opt_g.param_groups[0]["lr"],
-                   lr_d=opt_d.param_groups[0]["lr"] if opt_d else float("nan"),
-                   seconds=round(time.monotonic() - t_epoch, 3))
-        history.append(row)
-        fit = metrics["mIoU"] if np.isfinite(metrics["mIoU"]) else -1.0
-        improved = fit > best_fit
-        if improved:
-            best_fit, best_epoch, bad_epochs = fit, epoch + 1, 0
+        final = bool(stopped) or clock.must_stop() or epoch + 1 == cfg.epochs
+        # Under --time, validation may cost at most ~20% of the budget: tiny epochs skip it.
+        since_val += time.monotonic() - t_epoch
+        validate_now = budget is None or final or since_val >= 4 * clock.val_cost
+        row.update(lr_g=opt_g.param_groups[0]["lr"], lr_d=opt_d.param_groups[0]["lr"] if opt_d else float("nan"))
+        if validate_now:
+            t_val = time.monotonic()
+            metrics, _ = validate(gen, val_dl, info, device, precision)
+            clock.val_cost, since_val = time.monotonic() - t_val, 0.0
+            row.update(val_mIoU=metrics["mIoU"], val_Dice=metrics["mDice"])
         else:
-            bad_epochs += 1
-        state = {
-            "model": to_dict(mcfg), "data_info": to_dict(info), "train": to_dict(cfg),
-            "generator": gen.state_dict(), "discriminator": disc.state_dict() if disc is not None else None,
-            "epoch": epoch + 1, "best_fitness": best_fit, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-            "history": history, "metrics": {"mIoU": metrics["mIoU"], "mDice": metrics["mDice"]},
-            "elapsed": clock.elapsed(), "run_dir": str(run_dir),
-        }
-        if improved:
-            checkpoint.save(weights / "best.pt", state)
-        state.update(opt_g=opt_g.state_dict(), opt_d=opt_d.state_dict() if opt_d else None)
-        checkpoint.save(weights / "last.pt", state)
-        checkpoint.atomic_write_bytes(run_dir / "metrics.csv", _csv_text(history).encode())
+            row.update(val_mIoU=float("nan"), val_Dice=float("nan"))
+        row["seconds"] = round(time.monotonic() - t_epoch, 3)
+        history.append(row)
+        if validate_now:
+            fit = metrics["mIoU"] if np.isfinite(metrics["mIoU"]) else -1.0
+            improved = fit > best_fit
+            if improved:
+                best_fit, best_epoch, bad_epochs = fit, epoch + 1, 0
+            else:
+                bad_epochs += 1
+            state = {
+                "model": to_dict(mcfg), "data_info": to_dict(info), "train": to_dict(cfg),
+                "generator": gen.state_dict(), "discriminator": disc.state_dict() if disc is not None else None,
+                "epoch": epoch + 1, "best_fitness": best_fit, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
+                "history": history, "metrics": {"mIoU": metrics["mIoU"], "mDice": metrics["mDice"]},
+                "elapsed": clock.elapsed(), "run_dir": str(run_dir),
+            }
+            if improved:
+                checkpoint.save(weights / "best.pt", state)
+            state.update(opt_g=opt_g.state_dict(), opt_d=opt_d.state_dict() if opt_d else None)
+            checkpoint.save(weights / "last.pt", state)
+            checkpoint.atomic_write_bytes(run_dir / "metrics.csv", _csv_text(history).encode())
         cb.on_epoch_end(row)
         if stopped:
             break
@@ -319,6 +327,8 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
             stopped = f"time budget {cfg.time} reached"
             break
     epochs_run = int(history[-1]["epoch"]) if history else start_epoch
+    if not (weights / "last.pt").is_file():
+        raise UserError(f"--time {cfg.time}: too short to train and validate once; give a longer budget")
     last = checkpoint.load(weights / "last.pt")
     last["finished"] = True
     checkpoint.save(weights / "last.pt", {k: v for k, v in last.items() if k not in ("format", "segcli_version")})
