@@ -29,7 +29,7 @@ from segcli.models import build_discriminator, build_generator
 from segcli.runs import new_run_dir, parse_duration
 
 CSV_FIELDS = ["epoch", "g_loss", "g_seg", "g_adv", "d_loss", "val_mIoU", "val_Dice", "lr_g", "lr_d", "seconds",
-              "semi_pixels"]
+              "train_seconds", "semi_pixels"]
 LOSS_KEYS = ("g_loss", "g_seg", "g_adv", "d_loss", "semi_pixels")
 
 
@@ -284,6 +284,7 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
         n = max(1, i + 1 if stopped else steps)
         row: dict[str, Any] = {"epoch": epoch + 1}
         row.update({k: float(sums[k]) / n if k in sums else float("nan") for k in LOSS_KEYS})
+        row["train_seconds"] = round(time.monotonic() - t_epoch, 3)
         final = bool(stopped) or clock.must_stop() or epoch + 1 == cfg.epochs
         # Under --time, validation may cost at most ~20% of the budget: tiny epochs skip it.
         since_val += time.monotonic() - t_epoch
