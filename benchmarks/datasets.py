@@ -38,5 +38,10 @@ def isbi_split(root: Path, out: Path, train: range = range(0, 20), val: range = 
     return out
 
 
-def camvid(root: Path) -> Path:
-    return root / "camvid-dev"
+def camvid_test(root: Path, out: Path) -> None:
+    """out/test = camvid-dev/val/ (scored, never trained on) and out/classes.txt."""
+    src = root / "camvid-dev"
+    for p in (src / "val" / "images").iterdir():
+        _link(p, out / "test" / "images" / p.name)
+        _link(src / "val" / "masks" / f"{p.stem}.png", out / "test" / "masks" / f"{p.stem}.png")
+    _link(src / "classes.txt", out / "classes.txt")

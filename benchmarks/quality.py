@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from datasets import _link, data_root, isbi_split  # noqa: E402
+from datasets import _link, camvid_test, data_root, isbi_split  # noqa: E402
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -42,10 +42,7 @@ def camvid_split(root: Path, out: Path, every: int = 10) -> Path:
         stem = Path(name).stem
         _link(src / "train" / "images" / name, out / part / "images" / name)
         _link(src / "train" / "masks" / f"{stem}.png", out / part / "masks" / f"{stem}.png")
-    for p in (src / "val" / "images").iterdir():
-        _link(p, out / "test" / "images" / p.name)
-        _link(src / "val" / "masks" / f"{p.stem}.png", out / "test" / "masks" / f"{p.stem}.png")
-    _link(src / "classes.txt", out / "classes.txt")
+    camvid_test(root, out)
     return out
 
 

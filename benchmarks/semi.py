@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from datasets import _link, data_root, isbi_split  # noqa: E402
+from datasets import _link, camvid_test, data_root, isbi_split  # noqa: E402
 from quality import run_segcli  # noqa: E402
 
 
@@ -37,10 +37,7 @@ def camvid_quarter(root: Path, out: Path) -> tuple[Path, Path]:
             continue
         _link(src / "train" / "images" / name, out / part / "images" / name)
         _link(src / "train" / "masks" / f"{stem}.png", out / part / "masks" / f"{stem}.png")
-    for p in (src / "val" / "images").iterdir():
-        _link(p, out / "test" / "images" / p.name)
-        _link(src / "val" / "masks" / f"{p.stem}.png", out / "test" / "masks" / f"{p.stem}.png")
-    _link(src / "classes.txt", out / "classes.txt")
+    camvid_test(root, out)
     return out, unl
 
 

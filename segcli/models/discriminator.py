@@ -18,6 +18,17 @@ def _sn_conv(cin: int, cout: int, k: int, stride: int, padding: int) -> nn.Modul
     return spectral_norm(nn.Conv2d(cin, cout, k, stride=stride, padding=padding))
 
 
+def _downsampling(in_channels: int, width: int, layers: int, kernel: int) -> tuple[nn.Sequential, int]:
+    """Stride-2 SN convs doubling the width (capped at 8x): the trunk of the global and pixel Ds."""
+    mods: list[nn.Module] = []
+    c = in_channels
+    for i in range(layers):
+        cout = width * min(2**i, 8)
+        mods += [_sn_conv(c, cout, kernel, 2, (kernel - 1) // 2 if kernel % 2 else 1), nn.LeakyReLU(0.2, True)]
+        c = cout
+    return nn.Sequential(*mods), c
+
+
 class PatchDiscriminator(nn.Module):
     """pix2pix-style PatchGAN: one real/fake score per overlapping patch (70x70 at 3 layers)."""
 
@@ -42,13 +53,7 @@ class GlobalDiscriminator(nn.Module):
 
     def __init__(self, in_channels: int, width: int = 64, layers: int = 4) -> None:
         super().__init__()
-        mods: list[nn.Module] = []
-        c = in_channels
-        for i in range(layers):
-            cout = width * min(2**i, 8)
-            mods += [_sn_conv(c, cout, 3, 2, 1), nn.LeakyReLU(0.2, True)]
-            c = cout
-        self.features = nn.Sequential(*mods)
+        self.features, c = _downsampling(in_channels, width, layers, 3)
         self.fc = spectral_norm(nn.Linear(c, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -61,14 +66,8 @@ class PixelDiscriminator(nn.Module):
 
     def __init__(self, in_channels: int, width: int = 64, layers: int = 4) -> None:
         super().__init__()
-        mods: list[nn.Module] = []
-        c = in_channels
-        for i in range(layers):
-            cout = width * min(2**i, 8)
-            mods += [_sn_conv(c, cout, 4, 2, 1), nn.LeakyReLU(0.2, True)]
-            c = cout
-        mods.append(_sn_conv(c, 1, 3, 1, 1))
-        self.net = nn.Sequential(*mods)
+        trunk, c = _downsampling(in_channels, width, layers, 4)
+        self.net = nn.Sequential(trunk, _sn_conv(c, 1, 3, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.net(x)
