@@ -72,6 +72,7 @@ class TrainConfig:
     ignore_index: Optional[int] = None
     unlabeled: Optional[str] = None
     workers: int = 0
+    sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch
     cache: bool = True
     augment: bool = True
     orientation_free: Optional[bool] = None

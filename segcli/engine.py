@@ -9,18 +9,18 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from segcli import checkpoint
+from segcli import checkpoint, distributed
 from segcli.config import DataInfo, ModelConfig, TrainConfig, from_dict, save_yaml, to_dict
 from segcli.data import Prepared, prepare
 from segcli.data.dataset import SegDataset, SizeGroupedBatches, channel_stats
 from segcli.data.transforms import eval_transforms, train_transforms
-from segcli.device import Precision, describe, select_device, select_precision
+from segcli.device import Precision, describe, select_precision
 from segcli.errors import UserError
 from segcli.gan import StepSettings, train_step
 from segcli.metrics import ConfusionMatrix
@@ -70,8 +70,13 @@ def resolve_auto(cfg: TrainConfig, prep: Prepared) -> None:
         cfg.orientation_free = prep.info.in_channels == 1
 
 
-def build_loaders(cfg: TrainConfig, info: DataInfo, prep: Prepared, fit_stats: bool) -> tuple[DataLoader, DataLoader]:
-    """Datasets (decoded into memory when they fit) and their loaders; `fit_stats` sets info.mean/std."""
+def build_loaders(cfg: TrainConfig, info: DataInfo, prep: Prepared, fit_stats: bool,
+                  ctx: Optional[distributed.Context] = None) -> tuple[DataLoader, DataLoader]:
+    """Datasets (decoded into memory when they fit) and their loaders; `fit_stats` sets info.mean/std.
+
+    Under torchrun each process loads its part of every global batch and of the validation set.
+    """
+    ctx = ctx or distributed.Context()
     train_ds = SegDataset(prep.splits.train, info, transform=None, cache=cfg.cache)
     val_ds = SegDataset(prep.splits.val, info, transform=None, cache=cfg.cache)
     if cfg.cache:
@@ -81,14 +86,14 @@ def build_loaders(cfg: TrainConfig, info: DataInfo, prep: Prepared, fit_stats: b
         info.mean, info.std = channel_stats(train_ds)
     train_ds.transform = train_transforms(cfg.img_size, info.mean, info.std, info.in_channels, bool(cfg.orientation_free))
     val_ds.transform = eval_transforms(info.mean, info.std)
-    g = torch.Generator()
-    g.manual_seed(cfg.seed)
-    drop_last = len(train_ds) >= cfg.batch_size
+    sampler = distributed.train_sampler(train_ds, cfg.seed, ctx)  # set_epoch() reshuffles
+    batch = ctx.local_batch(cfg.batch_size)
     train_dl = DataLoader(
-        train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=drop_last, generator=g,
+        train_ds, batch_size=batch, sampler=sampler, drop_last=len(sampler) >= batch,
         num_workers=cfg.workers, persistent_workers=cfg.workers > 0, pin_memory=torch.cuda.is_available(),
     )
-    val_dl = DataLoader(val_ds, batch_sampler=SizeGroupedBatches(prep.val_sizes, cfg.batch_size), num_workers=0)
+    val_batches = distributed.shard_batches(SizeGroupedBatches(prep.val_sizes, batch), ctx)
+    val_dl = DataLoader(val_ds, batch_sampler=val_batches, num_workers=0)
     return train_dl, val_dl
 
 
@@ -108,8 +113,12 @@ def set_lr(opt: Optional[torch.optim.Optimizer], lr: float) -> None:
 
 @torch.inference_mode()
 def validate(gen: torch.nn.Module, loader: DataLoader, info: DataInfo, device: torch.device,
-             precision: Precision, keep: int = 0) -> tuple[dict[str, Any], list]:
-    """Full-resolution validation; returns metrics and up to `keep` (image, truth, pred) samples."""
+             precision: Precision, keep: int = 0,
+             reduce: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> tuple[dict[str, Any], list]:
+    """Full-resolution validation; returns metrics and up to `keep` (image, truth, pred) samples.
+
+    `reduce` sums the confusion matrix over processes that each validated a part of the set.
+    """
     gen.eval()
     cm = ConfusionMatrix(info.num_classes)
     samples: list = []
@@ -122,6 +131,8 @@ def validate(gen: torch.nn.Module, loader: DataLoader, info: DataInfo, device: t
         for i in range(min(keep - len(samples), image.shape[0])):
             samples.append((i, labels[i].numpy().astype(np.uint8), pred[i].cpu().numpy().astype(np.uint8)))
     gen.train()
+    if reduce is not None:
+        cm.mat = reduce(cm.mat)
     return cm.compute(), samples
 
 
@@ -136,14 +147,23 @@ def _csv_text(history: list[dict[str, Any]]) -> str:
 
 def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = None,
           resume: Optional[dict[str, Any]] = None) -> TrainResult:
-    """Train G (and D unless --gan none) on cfg.data; write the run folder; return the outcome."""
-    cb = callbacks or NoCallbacks()
+    """Train G (and D unless --gan none) on cfg.data; write the run folder; return the outcome.
+
+    Under torchrun every process calls this; they train one model with DDP (segcli.distributed).
+    """
+    with distributed.session(cfg.device) as ctx:
+        return _train(ctx, cfg, mcfg, callbacks, resume)
+
+
+def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks],
+           resume: Optional[dict[str, Any]]) -> TrainResult:
+    cb = (callbacks if ctx.main else None) or NoCallbacks()  # one process reports
     if cfg.gan not in ("lsgan", "vanilla", "hinge", "none"):
         raise UserError(f"--gan '{cfg.gan}': expected lsgan, vanilla, hinge or none")
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise UserError("--epochs and --batch-size must be at least 1")
     budget = parse_duration(cfg.time) if cfg.time else None
-    device = select_device(cfg.device)
+    device = ctx.device
     precision = select_precision(cfg.precision, device)
 
     prep = prepare(cfg.data, cfg.val_split, cfg.seed, cfg.ignore_index)
@@ -152,9 +172,10 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
         info = from_dict(DataInfo, resume["data_info"])
     resolve_auto(cfg, prep)
     seed_everything(cfg.seed)
-    train_dl, val_dl = build_loaders(cfg, info, prep, fit_stats=resume is None)
+    train_dl, val_dl = build_loaders(cfg, info, prep, fit_stats=resume is None, ctx=ctx)
 
-    gen = build_generator(mcfg, info).to(device)
+    gen = build_generator(mcfg, info)
+    gen = (distributed.convert_sync_bn(gen, ctx) if cfg.sync_bn else gen).to(device)
     disc = build_discriminator(mcfg, info).to(device) if cfg.gan != "none" else None
     opt_g = torch.optim.AdamW(gen.parameters(), lr=cfg.lr_g, weight_decay=cfg.weight_decay)
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=(0.5, 0.999)) if disc is not None else None
@@ -174,15 +195,18 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
         best_fit, best_epoch = float(resume["best_fitness"]), int(resume["best_epoch"])
         bad_epochs, elapsed_before = int(resume["bad_epochs"]), float(resume["elapsed"])
         run_dir = Path(resume["run_dir"])
-    else:
-        run_dir = new_run_dir(cfg.project, cfg.name, cfg.exist_ok)
+    else:  # rank 0 picks the folder (exp, exp2, ...) and tells the others
+        run_dir = ctx.share(new_run_dir(cfg.project, cfg.name, cfg.exist_ok) if ctx.main else None)
     weights = run_dir / "weights"
-    weights.mkdir(parents=True, exist_ok=True)
-    save_yaml(run_dir / "config.yaml", {"train": to_dict(cfg), "model": to_dict(mcfg), "data_info": to_dict(info)})
+    if ctx.main:
+        weights.mkdir(parents=True, exist_ok=True)
+        save_yaml(run_dir / "config.yaml", {"train": to_dict(cfg), "model": to_dict(mcfg), "data_info": to_dict(info)})
+    gen_t, disc_t = ctx.wrap(gen), ctx.wrap(disc)  # DDP after any resumed weights are loaded
 
-    settings = StepSettings(cfg.gan, cfg.adv_weight, cfg.label_smoothing, cfg.onehot_tau)
+    settings = StepSettings(cfg.gan, cfg.adv_weight, cfg.label_smoothing, cfg.onehot_tau, ctx.batch_sum)
     steps = len(train_dl)
-    cb.on_start({"run_dir": run_dir, "device": describe(device), "precision": precision.name,
+    world = f" x {ctx.world} processes" if ctx.enabled else ""
+    cb.on_start({"run_dir": run_dir, "device": describe(device) + world, "precision": precision.name,
                  "train": len(prep.splits.train), "val": len(prep.splits.val), "info": info,
                  "img_size": cfg.img_size, "start_epoch": start_epoch})
     t_start = time.monotonic() - elapsed_before
@@ -191,29 +215,31 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
         t_epoch = time.monotonic()
         # Reseed per epoch: a resumed run replays exactly what the uninterrupted one would.
         seed_everything(cfg.seed + epoch)
-        train_dl.generator.manual_seed(cfg.seed + epoch)
+        train_dl.sampler.set_epoch(epoch)
         cb.on_epoch_start(epoch + 1, cfg.epochs, steps)
         gen.train()
         if disc is not None:
             disc.train()
         sums: dict[str, torch.Tensor] = {}
         for i, (image, labels) in enumerate(train_dl):
-            elapsed = time.monotonic() - t_start
+            elapsed = ctx.agree(time.monotonic() - t_start) if budget else 0.0  # same LR on every process
             progress = max((epoch + i / steps) / cfg.epochs, elapsed / budget if budget else 0.0)
             set_lr(opt_g, lr_at(cfg.lr_g, progress))
             set_lr(opt_d, lr_at(cfg.lr_d, progress))
             adv_w = cfg.adv_weight * min(1.0, (epoch + i / steps) / cfg.adv_warmup) if cfg.adv_warmup > 0 else cfg.adv_weight
             image = image.to(device, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
-            losses = train_step(gen, disc, opt_g, opt_d, image, labels, settings, adv_w, precision.autocast, scalers)
+            losses = train_step(gen_t, disc_t, opt_g, opt_d, image, labels, settings, adv_w, precision.autocast, scalers)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v
             if (i + 1) % 10 == 0 or i + 1 == steps:  # host sync only when reporting
                 cb.on_step(i + 1, {k: float(v) / (i + 1) for k, v in sums.items()})
         n = max(1, steps)
+        sums = ctx.mean_values(sums)
+        ctx.average_buffers(gen)
         row: dict[str, Any] = {"epoch": epoch + 1}
         row.update({k: float(sums[k]) / n if k in sums else float("nan") for k in ("g_loss", "g_seg", "g_adv", "d_loss")})
-        metrics, _ = validate(gen, val_dl, info, device, precision)
+        metrics, _ = validate(gen, val_dl, info, device, precision, reduce=ctx.sum_array)
         row.update(val_mIoU=metrics["mIoU"], val_Dice=metrics["mDice"], lr_g=opt_g.param_groups[0]["lr"],
                    lr_d=opt_d.param_groups[0]["lr"] if opt_d else float("nan"),
                    seconds=round(time.monotonic() - t_epoch, 3))
@@ -231,26 +257,28 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
             "history": history, "metrics": {"mIoU": metrics["mIoU"], "mDice": metrics["mDice"]},
             "elapsed": time.monotonic() - t_start, "run_dir": str(run_dir),
         }
-        if improved:
-            checkpoint.save(weights / "best.pt", state)
-        state.update(opt_g=opt_g.state_dict(), opt_d=opt_d.state_dict() if opt_d else None)
-        checkpoint.save(weights / "last.pt", state)
-        checkpoint.atomic_write_bytes(run_dir / "metrics.csv", _csv_text(history).encode())
+        if ctx.main:
+            if improved:
+                checkpoint.save(weights / "best.pt", state)
+            state.update(opt_g=opt_g.state_dict(), opt_d=opt_d.state_dict() if opt_d else None)
+            checkpoint.save(weights / "last.pt", state)
+            checkpoint.atomic_write_bytes(run_dir / "metrics.csv", _csv_text(history).encode())
         cb.on_epoch_end(row)
         if cfg.patience and bad_epochs >= cfg.patience:
             stopped = f"early stop: no improvement in {cfg.patience} epochs"
             break
         if budget is not None:
-            spent = time.monotonic() - t_start
+            spent = ctx.agree(time.monotonic() - t_start)
             per_epoch = spent / (epoch + 1 - start_epoch + (elapsed_before > 0))
             if spent + per_epoch > budget:
                 stopped = f"time budget {cfg.time} reached"
                 break
     epochs_run = epoch + 1
-    last = checkpoint.load(weights / "last.pt")
-    last["finished"] = True
-    checkpoint.save(weights / "last.pt", {k: v for k, v in last.items() if k not in ("format", "segcli_version")})
-    _finish_plots(run_dir, history, weights, val_dl, info, device, precision, prep)
+    if ctx.main:
+        last = checkpoint.load(weights / "last.pt")
+        last["finished"] = True
+        checkpoint.save(weights / "last.pt", {k: v for k, v in last.items() if k not in ("format", "segcli_version")})
+        _finish_plots(run_dir, history, weights, val_dl, info, device, precision, prep)
     best = next((r for r in history if r["epoch"] == best_epoch), {})
     return TrainResult(run_dir, epochs_run, best_epoch, best, history, stopped)
 
