@@ -165,3 +165,13 @@ def test_shard_split_is_stable_disjoint_and_balanced() -> None:
     assert [len(shard(items[:1], i, 2)) for i in range(2)] == [0, 1]  # more shards than inputs: some empty
     with pytest.raises(UserError, match="multiple of the 2 processes"):
         Context(world=2).local_batch(3)
+
+
+def test_loader_workers_do_not_change_results(binary_data: Path, tmp_path: Path) -> None:
+    """Each sample's augmentation comes from its own seed, not from whichever worker draws it."""
+    base = ["train", binary_data, "--epochs", "1", "--seed", "2", "--base-channels", "4", "--depth", "2",
+            "--batch-size", "4", "--img-size", "32", "--precision", "32"]
+    assert run_cli(base + ["--name", "w0", "--workers", "0"], cwd=tmp_path).code == 0
+    assert run_cli(base + ["--name", "w2", "--workers", "2"], cwd=tmp_path).code == 0
+    a, b = _rows(tmp_path / "runs/train/w0"), _rows(tmp_path / "runs/train/w2")
+    assert a[0]["g_loss"] == b[0]["g_loss"] and a[0]["val_mIoU"] == b[0]["val_mIoU"]
