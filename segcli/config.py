@@ -78,6 +78,7 @@ class TrainConfig:
     pretrained: bool = False
     weights: Optional[str] = None
     workers: int = 0
+    sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch
     cache: bool = True
     augment: bool = True
     orientation_free: Optional[bool] = None

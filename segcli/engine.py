@@ -9,18 +9,18 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Protocol
+from typing import Any, Callable, Iterator, Optional, Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from segcli import checkpoint
+from segcli import checkpoint, distributed
 from segcli.config import DataInfo, ModelConfig, TrainConfig, from_dict, save_yaml, to_dict
 from segcli.data import Prepared, prepare
 from segcli.data.dataset import SegDataset, SizeGroupedBatches, channel_stats
 from segcli.data.transforms import eval_transforms, train_transforms
-from segcli.device import Precision, describe, select_device, select_precision
+from segcli.device import Precision, describe, select_precision
 from segcli.errors import UserError
 from segcli.gan import StepSettings, train_step
 from segcli.semi import SemiSettings
@@ -61,13 +61,15 @@ class Clock:
     """The --time budget: progress for the LR schedule, and when to stop so that the last
     validation and the run's final files still fit inside the budget."""
 
-    def __init__(self, budget: Optional[float], elapsed_before: float = 0.0) -> None:
+    def __init__(self, budget: Optional[float], elapsed_before: float = 0.0,
+                 agree: Callable[[float], float] = lambda x: x) -> None:
         self.budget = budget
         self.t0 = time.monotonic() - elapsed_before
         self.val_cost = 0.0  # seconds of the latest validation, measured
+        self.agree = agree  # rank 0's clock under DDP, so every process stops together
 
     def elapsed(self) -> float:
-        return time.monotonic() - self.t0
+        return self.agree(time.monotonic() - self.t0) if self.budget else time.monotonic() - self.t0
 
     def progress(self) -> float:
         return self.elapsed() / self.budget if self.budget else 0.0
@@ -94,8 +96,13 @@ def resolve_auto(cfg: TrainConfig, prep: Prepared) -> None:
         cfg.orientation_free = prep.info.in_channels == 1
 
 
-def build_loaders(cfg: TrainConfig, info: DataInfo, prep: Prepared, fit_stats: bool) -> tuple[DataLoader, DataLoader]:
-    """Datasets (decoded into memory when they fit) and their loaders; `fit_stats` sets info.mean/std."""
+def build_loaders(cfg: TrainConfig, info: DataInfo, prep: Prepared, fit_stats: bool,
+                  ctx: Optional[distributed.Context] = None) -> tuple[DataLoader, DataLoader]:
+    """Datasets (decoded into memory when they fit) and their loaders; `fit_stats` sets info.mean/std.
+
+    Under torchrun each process loads its part of every global batch and of the validation set.
+    """
+    ctx = ctx or distributed.Context()
     train_ds = SegDataset(prep.splits.train, info, transform=None, cache=cfg.cache)
     val_ds = SegDataset(prep.splits.val, info, transform=None, cache=cfg.cache)
     if cfg.cache:
@@ -105,33 +112,35 @@ def build_loaders(cfg: TrainConfig, info: DataInfo, prep: Prepared, fit_stats: b
         info.mean, info.std = channel_stats(train_ds)
     train_ds.transform = train_transforms(cfg.img_size, info.mean, info.std, info.in_channels, bool(cfg.orientation_free))
     val_ds.transform = eval_transforms(info.mean, info.std)
-    g = torch.Generator()
-    g.manual_seed(cfg.seed)
-    drop_last = len(train_ds) >= cfg.batch_size
+    sampler = distributed.train_sampler(train_ds, cfg.seed, ctx)  # set_epoch() reshuffles
+    batch = ctx.local_batch(cfg.batch_size)
     train_dl = DataLoader(
-        train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=drop_last, generator=g,
+        train_ds, batch_size=batch, sampler=sampler, drop_last=len(sampler) >= batch,
         num_workers=cfg.workers, persistent_workers=cfg.workers > 0, pin_memory=torch.cuda.is_available(),
     )
-    val_dl = DataLoader(val_ds, batch_sampler=SizeGroupedBatches(prep.val_sizes, cfg.batch_size), num_workers=0)
+    val_batches = distributed.shard_batches(SizeGroupedBatches(prep.val_sizes, batch), ctx)
+    val_dl = DataLoader(val_ds, batch_sampler=val_batches, num_workers=0)
     return train_dl, val_dl
 
 
-def build_unlabeled_loader(cfg: TrainConfig, info: DataInfo) -> DataLoader:
-    """Unlabeled images with the training augmentation, on their own seeded sampler."""
+def build_unlabeled_loader(cfg: TrainConfig, info: DataInfo, ctx: distributed.Context) -> DataLoader:
+    """Unlabeled images with the training augmentation, on their own seeded (distributed) sampler."""
     from segcli.data import unlabeled_samples
 
     ds = SegDataset(unlabeled_samples(cfg.unlabeled), info, transform=None, cache=cfg.cache)
     if cfg.cache:
         ds.preload()
     ds.transform = train_transforms(cfg.img_size, info.mean, info.std, info.in_channels, bool(cfg.orientation_free))
-    g = torch.Generator()
-    g.manual_seed(cfg.seed + 10_000)
-    return DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, drop_last=len(ds) >= cfg.batch_size,
-                      generator=g, num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
+    sampler = distributed.train_sampler(ds, cfg.seed + 10_000, ctx)
+    batch = ctx.local_batch(cfg.batch_size)
+    return DataLoader(ds, batch_size=batch, sampler=sampler, drop_last=len(sampler) >= batch,
+                      num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
 
 
-def _cycle(loader: DataLoader):
-    while True:
+def _cycle(loader: DataLoader, epoch: int) -> Iterator:
+    """Endless batches; each pass over the unlabeled set gets its own shuffle, fixed by the epoch."""
+    for k in range(10**9):
+        loader.sampler.set_epoch(epoch * 100_000 + k)
         yield from loader
 
 
@@ -151,10 +160,13 @@ def set_lr(opt: Optional[torch.optim.Optimizer], lr: float) -> None:
 
 @torch.inference_mode()
 def validate(gen: torch.nn.Module, loader: DataLoader, info: DataInfo, device: torch.device,
-             precision: Precision, keep: int = 0, limit: bool = False) -> tuple[dict[str, Any], list]:
+             precision: Precision, keep: int = 0, limit: bool = False,
+             reduce: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> tuple[dict[str, Any], list]:
     """Full-resolution validation; returns metrics and up to `keep` (image, truth, pred) samples.
 
-    `limit` stops once `keep` samples are collected (the metrics then cover only those)."""
+    `limit` stops once `keep` samples are collected (the metrics then cover only those).
+    `reduce` sums the confusion matrix over processes that each validated a part of the set.
+    """
     gen.eval()
     cm = ConfusionMatrix(info.num_classes)
     samples: list = []
@@ -169,6 +181,8 @@ def validate(gen: torch.nn.Module, loader: DataLoader, info: DataInfo, device: t
         if limit and len(samples) >= keep:
             break
     gen.train()
+    if reduce is not None:
+        cm.mat = reduce(cm.mat)
     return cm.compute(), samples
 
 
@@ -183,8 +197,17 @@ def _csv_text(history: list[dict[str, Any]]) -> str:
 
 def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = None,
           resume: Optional[dict[str, Any]] = None) -> TrainResult:
-    """Train G (and D unless --gan none) on cfg.data; write the run folder; return the outcome."""
-    cb = callbacks or NoCallbacks()
+    """Train G (and D unless --gan none) on cfg.data; write the run folder; return the outcome.
+
+    Under torchrun every process calls this; they train one model with DDP (segcli.distributed).
+    """
+    with distributed.session(cfg.device) as ctx:
+        return _train(ctx, cfg, mcfg, callbacks, resume)
+
+
+def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks],
+           resume: Optional[dict[str, Any]]) -> TrainResult:
+    cb = (callbacks if ctx.main else None) or NoCallbacks()  # one process reports
     if cfg.gan not in ("lsgan", "vanilla", "hinge", "none"):
         raise UserError(f"--gan '{cfg.gan}': expected lsgan, vanilla, hinge or none")
     if cfg.unlabeled and cfg.gan == "none":
@@ -194,8 +217,8 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
     if cfg.epochs == 0:  # with --time the budget decides; the cap only bounds the schedule
         cfg.epochs = 1000 if cfg.time else 50
     budget = parse_duration(cfg.time) if cfg.time else None
-    clock = Clock(budget, float(resume["elapsed"]) if resume is not None else 0.0)
-    device = select_device(cfg.device)
+    device = ctx.device
+    clock = Clock(budget, float(resume["elapsed"]) if resume is not None else 0.0, ctx.agree)
     precision = select_precision(cfg.precision, device)
 
     prep = prepare(cfg.data, cfg.val_split, cfg.seed, cfg.ignore_index)
@@ -204,13 +227,14 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
         info = from_dict(DataInfo, resume["data_info"])
     resolve_auto(cfg, prep)
     seed_everything(cfg.seed)
-    train_dl, val_dl = build_loaders(cfg, info, prep, fit_stats=resume is None)
+    train_dl, val_dl = build_loaders(cfg, info, prep, fit_stats=resume is None, ctx=ctx)
 
     gen = build_generator(mcfg, info)
     if (cfg.pretrained or cfg.weights) and resume is None:
         if not hasattr(gen.encoder, "load_imagenet"):
             raise UserError(f"--pretrained/--weights need a ResNet encoder; '{mcfg.encoder}' trains from scratch")
         gen.encoder.load_imagenet(cfg.weights)
+    gen = distributed.convert_sync_bn(gen, ctx) if cfg.sync_bn else gen
     # channels_last: ~20% faster convolutions on this CPU (oneDNN) and on tensor cores
     gen = gen.to(device, memory_format=torch.channels_last)
     disc = build_discriminator(mcfg, info).to(device, memory_format=torch.channels_last) if cfg.gan != "none" else None
@@ -232,17 +256,20 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
         best_fit, best_epoch = float(resume["best_fitness"]), int(resume["best_epoch"])
         bad_epochs = int(resume["bad_epochs"])
         run_dir = Path(resume["run_dir"])
-    else:
-        run_dir = new_run_dir(cfg.project, cfg.name, cfg.exist_ok)
+    else:  # rank 0 picks the folder (exp, exp2, ...) and tells the others
+        run_dir = ctx.share(new_run_dir(cfg.project, cfg.name, cfg.exist_ok) if ctx.main else None)
     weights = run_dir / "weights"
-    weights.mkdir(parents=True, exist_ok=True)
-    save_yaml(run_dir / "config.yaml", {"train": to_dict(cfg), "model": to_dict(mcfg), "data_info": to_dict(info)})
+    if ctx.main:
+        weights.mkdir(parents=True, exist_ok=True)
+        save_yaml(run_dir / "config.yaml", {"train": to_dict(cfg), "model": to_dict(mcfg), "data_info": to_dict(info)})
+    gen_t, disc_t = ctx.wrap(gen), ctx.wrap(disc)  # DDP after any resumed weights are loaded
 
-    settings = StepSettings(cfg.gan, cfg.adv_weight, cfg.label_smoothing, cfg.onehot_tau)
+    settings = StepSettings(cfg.gan, cfg.adv_weight, cfg.label_smoothing, cfg.onehot_tau, ctx.batch_sum)
     semi = SemiSettings(cfg.semi_threshold, cfg.semi_weight, cfg.semi_adv_weight)
-    unlabeled_dl = build_unlabeled_loader(cfg, info) if cfg.unlabeled else None
+    unlabeled_dl = build_unlabeled_loader(cfg, info, ctx) if cfg.unlabeled else None
     steps = len(train_dl)
-    cb.on_start({"run_dir": run_dir, "device": describe(device), "precision": precision.name,
+    world = f" x {ctx.world} processes" if ctx.enabled else ""
+    cb.on_start({"run_dir": run_dir, "device": describe(device) + world, "precision": precision.name,
                  "train": len(prep.splits.train), "val": len(prep.splits.val), "info": info,
                  "img_size": cfg.img_size, "start_epoch": start_epoch})
     stopped, epoch, since_val = "", start_epoch, 0.0
@@ -250,7 +277,7 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
         t_epoch = time.monotonic()
         # Reseed per epoch: a resumed run replays exactly what the uninterrupted one would.
         seed_everything(cfg.seed + epoch)
-        train_dl.generator.manual_seed(cfg.seed + epoch)
+        train_dl.sampler.set_epoch(epoch)
         cb.on_epoch_start(epoch + 1, cfg.epochs, steps)
         gen.train()
         if disc is not None:
@@ -258,8 +285,7 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
         sums: dict[str, torch.Tensor] = {}
         unlabeled_iter = None
         if unlabeled_dl is not None:
-            unlabeled_dl.generator.manual_seed(cfg.seed + 10_000 + epoch)
-            unlabeled_iter = _cycle(unlabeled_dl)
+            unlabeled_iter = _cycle(unlabeled_dl, epoch)
         for i, (image, labels) in enumerate(train_dl):
             if clock.must_stop():
                 stopped = f"time budget {cfg.time} reached"
@@ -273,7 +299,7 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
             unlabeled = None
             if unlabeled_iter is not None:
                 unlabeled = next(unlabeled_iter)[0].to(device, non_blocking=True, memory_format=torch.channels_last)
-            losses = train_step(gen, disc, opt_g, opt_d, image, labels, settings, adv_w, precision.autocast, scalers,
+            losses = train_step(gen_t, disc_t, opt_g, opt_d, image, labels, settings, adv_w, precision.autocast, scalers,
                                 unlabeled, semi, self_training=epoch + i / steps >= cfg.semi_start)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v
@@ -282,6 +308,7 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
         if not sums:  # the budget ran out before this epoch trained at all
             break
         n = max(1, i + 1 if stopped else steps)
+        sums = ctx.mean_values(sums)
         row: dict[str, Any] = {"epoch": epoch + 1}
         row.update({k: float(sums[k]) / n if k in sums else float("nan") for k in LOSS_KEYS})
         row["train_seconds"] = round(time.monotonic() - t_epoch, 3)
@@ -292,8 +319,9 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
         row.update(lr_g=opt_g.param_groups[0]["lr"], lr_d=opt_d.param_groups[0]["lr"] if opt_d else float("nan"))
         if validate_now:
             t_val = time.monotonic()
-            metrics, _ = validate(gen, val_dl, info, device, precision)
-            clock.val_cost, since_val = time.monotonic() - t_val, 0.0
+            ctx.average_buffers(gen)
+            metrics, _ = validate(gen, val_dl, info, device, precision, reduce=ctx.sum_array)
+            clock.val_cost, since_val = ctx.agree(time.monotonic() - t_val), 0.0
             row.update(val_mIoU=metrics["mIoU"], val_Dice=metrics["mDice"])
         else:
             row.update(val_mIoU=float("nan"), val_Dice=float("nan"))
@@ -313,6 +341,7 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
                 "history": history, "metrics": {"mIoU": metrics["mIoU"], "mDice": metrics["mDice"]},
                 "elapsed": clock.elapsed(), "run_dir": str(run_dir),
             }
+        if validate_now and ctx.main:
             if improved:
                 checkpoint.save(weights / "best.pt", state)
             state.update(opt_g=opt_g.state_dict(), opt_d=opt_d.state_dict() if opt_d else None)
@@ -328,12 +357,13 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
             stopped = f"time budget {cfg.time} reached"
             break
     epochs_run = int(history[-1]["epoch"]) if history else start_epoch
-    if not (weights / "last.pt").is_file():
-        raise UserError(f"--time {cfg.time}: too short to train and validate once; give a longer budget")
-    last = checkpoint.load(weights / "last.pt")
-    last["finished"] = True
-    checkpoint.save(weights / "last.pt", {k: v for k, v in last.items() if k not in ("format", "segcli_version")})
-    _finish_plots(run_dir, history, weights, val_dl, info, device, precision, prep)
+    if ctx.main:
+        if not (weights / "last.pt").is_file():
+            raise UserError(f"--time {cfg.time}: too short to train and validate once; give a longer budget")
+        last = checkpoint.load(weights / "last.pt")
+        last["finished"] = True
+        checkpoint.save(weights / "last.pt", {k: v for k, v in last.items() if k not in ("format", "segcli_version")})
+        _finish_plots(run_dir, history, weights, val_dl, info, device, precision, prep)
     best = next((r for r in history if r["epoch"] == best_epoch), {})
     return TrainResult(run_dir, epochs_run, best_epoch, best, history, stopped)
 

@@ -26,6 +26,8 @@ class StepSettings:
     adv_weight: float = 0.01
     label_smoothing: float = 0.1
     onehot_tau: float = 0.9
+    # DDP: autograd-aware sum over processes; the segmentation loss is then the global batch's
+    batch_sum: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
 
 
 def real_mask(labels: torch.Tensor, fake: torch.Tensor, tau: float) -> torch.Tensor:
@@ -110,10 +112,12 @@ def generator_step(
 
     `extra` is any further loss term of this step (the unlabeled batch's, in semi-supervised mode).
     """
-    seg = segmentation_loss(logits, labels)
+    seg = segmentation_loss(logits, labels, s.batch_sum)
     loss = seg if extra is None else seg + extra
     out = {"g_seg": seg.detach()}
     if disc is not None and s.gan != "none" and adv_weight > 0:
+        # under DDP call the bare D: it is frozen here, and a DDP pass would expect its gradients
+        disc = getattr(disc, "module", disc)
         with frozen(disc), autocast():
             pred = disc(torch.cat([image, probabilities(logits.float())], 1))
         adv = generator_adv_loss(pred, s.gan)

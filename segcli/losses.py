@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable, Optional
+
 import torch
 import torch.nn.functional as F
 
@@ -23,36 +25,56 @@ def one_hot(labels: torch.Tensor, channels: int) -> torch.Tensor:
     return oh * valid.unsqueeze(1)
 
 
-def dice_loss(probs: torch.Tensor, labels: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    """Soft Dice over classes present in the batch, ignored pixels left out."""
+BatchSum = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _same(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+def dice_loss(probs: torch.Tensor, labels: torch.Tensor, eps: float = 1.0,
+              batch_sum: Optional[BatchSum] = None) -> torch.Tensor:
+    """Soft Dice over classes present in the batch, ignored pixels left out.
+
+    `batch_sum` adds the per-class sums over processes (DDP): the Dice of the global batch.
+    """
+    total = batch_sum or _same
     valid = (labels != IGNORE).unsqueeze(1).float()
     target = one_hot(labels, probs.shape[1])
     p = probs * valid
-    inter = (p * target).sum(dim=(0, 2, 3))
-    denom = p.sum(dim=(0, 2, 3)) + target.sum(dim=(0, 2, 3))
+    inter = total((p * target).sum(dim=(0, 2, 3)))
+    t_sum = total(target.sum(dim=(0, 2, 3)))
+    denom = total(p.sum(dim=(0, 2, 3))) + t_sum
     dice = (2 * inter + eps) / (denom + eps)
-    present = target.sum(dim=(0, 2, 3)) > 0
+    present = t_sum > 0
     if not present.any():
         return probs.sum() * 0.0
     return 1 - dice[present].mean()
 
 
-def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean CE over non-ignored pixels (BCE for one-channel binary logits); 0 when none are left."""
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, batch_sum: Optional[BatchSum] = None) -> torch.Tensor:
+    """Mean CE over non-ignored pixels (BCE for one-channel binary logits); 0 when none are left.
+
+    `batch_sum` (autograd-aware sum over DDP processes) makes it the global batch's mean.
+    """
+    total = batch_sum or _same
     logits = logits.float()
     valid = labels != IGNORE
     if logits.shape[1] == 1:
         bce = F.binary_cross_entropy_with_logits(logits[:, 0], labels.clamp(max=1).float(), reduction="none")
-        return (bce * valid).sum() / valid.sum().clamp(min=1)
-    # the sum over an all-ignored batch is 0 rather than CE's NaN
-    ce = F.cross_entropy(logits, labels, ignore_index=IGNORE, reduction="sum")
-    return ce / valid.sum().clamp(min=1)
+        ce_sum = (bce * valid).sum()
+    else:  # a sum, so an all-ignored batch gives 0 rather than CE's NaN
+        ce_sum = F.cross_entropy(logits, labels, ignore_index=IGNORE, reduction="sum")
+    return total(ce_sum) / total(valid.sum()).clamp(min=1)
 
 
-def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy (BCE for one-channel binary logits) + Dice."""
+def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, batch_sum: Optional[BatchSum] = None) -> torch.Tensor:
+    """Cross-entropy (BCE for one-channel binary logits) + Dice, means over the valid pixels.
+
+    With `batch_sum`, N processes compute the loss one process would on all their images.
+    """
     logits = logits.float()
-    return cross_entropy(logits, labels) + dice_loss(probabilities(logits), labels)
+    return cross_entropy(logits, labels, batch_sum) + dice_loss(probabilities(logits), labels, batch_sum=batch_sum)
 
 
 def adversarial_loss(pred: torch.Tensor, real: bool, mode: str, target: float = 1.0) -> torch.Tensor:

@@ -42,6 +42,7 @@ def unlabeled_terms(
     from segcli.gan import frozen
 
     probs = probabilities(logits.float())
+    disc = getattr(disc, "module", disc)  # bare D under DDP: it is frozen here
     with frozen(disc), autocast():
         pred = disc(torch.cat([image, probs], 1))
     pred = pred.float()

@@ -23,25 +23,34 @@ def predict(
     precision: str = typer.Option("auto", help="auto | 32 | bf16 | 16"),
     name: str = typer.Option("exp", help="Folder name under runs/predict/ when -o is not given."),
     json_out: bool = typer.Option(False, "--json", help="One JSON line per input on stdout."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="I/N: only the I-th (0-based) of N disjoint parts of the sorted inputs; under torchrun: RANK/WORLD_SIZE."),
 ) -> None:
     """Predict masks (8-bit 0/255 for binary, palette PNG of class indices otherwise)."""
     from segcli.console import err, info
     from segcli.errors import UserError
     from segcli.inference import load_predictor, resolve_model
     from segcli.predict import collect_inputs, plan_outputs, run_predict
+    from segcli.ranks import local_device, shard as take_shard, shard_spec
     from segcli.runs import new_run_dir
 
     if batch_size < 1:
         raise UserError("--batch-size must be at least 1")
+    part = shard_spec(shard)
     inputs, problems = collect_inputs(sources)
     for p in problems:
         err().print(f"error: {p}", markup=False)
     if not inputs:
         raise UserError("no input images; pass image files, folders, globs or - for stdin")
     single = len(inputs) == 1 and output is not None and Path(output).suffix.lower() in (".png", ".tif", ".tiff", ".bmp")
-    out = Path(output) if output else new_run_dir("runs/predict", name, exist_ok=False)
+    # shards share one output folder; names are planned over all (sorted) inputs so parts never collide
+    if part is not None:
+        inputs = sorted(inputs, key=str)
+    out = Path(output) if output else new_run_dir("runs/predict", name, exist_ok=part is not None)
     plan = plan_outputs(inputs, out, single)
-    predictor = load_predictor(resolve_model(model), device, precision)
+    if part is not None:
+        inputs = take_shard(inputs, *part)
+        info(f"shard {part[0]}/{part[1]}: {len(inputs)} of {len(plan)} input(s)")
+    predictor = load_predictor(resolve_model(model), local_device(device), precision)
     predictor.threshold = threshold
 
     def report(res) -> None:

@@ -22,7 +22,7 @@ def train(
     data: Optional[str] = typer.Argument(None, help="Dataset folder (images/+masks/, or train/+val/). With --resume: a checkpoint or run folder.", show_default=False),
     epochs: int = typer.Option(_T.epochs, help="Maximum number of epochs (0 = 50, or no limit with --time)."),
     time: Optional[str] = typer.Option(None, help="Wall-clock budget (90s, 6m, 2h); the LR schedule fits it."),
-    batch_size: int = typer.Option(_T.batch_size, "--batch-size", "-b", help="Images per step (0 = from the patch size)."),
+    batch_size: int = typer.Option(_T.batch_size, "--batch-size", "-b", help="Images per step (0 = from the patch size; under torchrun: the global batch, split over the processes)."),
     img_size: int = typer.Option(_T.img_size, help="Training patch size in pixels (0 = from the data)."),
     val_split: float = typer.Option(_T.val_split, help="Validation share of a flat images/+masks/ dataset."),
     device: str = typer.Option(_T.device, help="auto | cpu | cuda | cuda:N | mps"),
@@ -47,6 +47,7 @@ def train(
     semi_adv_weight: float = typer.Option(_T.semi_adv_weight, help="Weight of the adversarial loss on unlabeled images."),
     semi_start: float = typer.Option(_T.semi_start, help="Epochs before self-training on unlabeled images starts."),
     workers: int = typer.Option(_T.workers, help="Data-loading worker processes."),
+    sync_bn: bool = typer.Option(_T.sync_bn, "--sync-bn", help="Under torchrun: BatchNorm statistics over the global batch."),
     cache: bool = typer.Option(_T.cache, help="Keep decoded images in memory when they fit."),
     project: str = typer.Option(_T.project, help="Parent folder of run folders."),
     name: str = typer.Option(_T.name, help="Run name (exp, exp2, ... unless --exist-ok)."),
@@ -57,6 +58,7 @@ def train(
     """Train a GAN segmentation model; writes runs/train/NAME with weights, metrics.csv and plots."""
     from segcli.console import TrainProgress, err, info, out
     from segcli.engine import resume_state, train as run_train
+    from segcli.ranks import is_main_process
 
     params, rest = merge_config(ctx, dict(ctx.params), config)
     progress = TrainProgress()
@@ -64,6 +66,8 @@ def train(
         if params.pop("resume"):
             cfg, mcfg, state = resume_state(params["data"], params["project"])
             if state is None:
+                if not is_main_process():
+                    return
                 info(f"{cfg.name}: already finished ({cfg.epochs} epochs); nothing to resume")
                 out().print(str(Path(cfg.project) / cfg.name))
                 return
@@ -73,7 +77,8 @@ def train(
             result = run_train(cfg, mcfg, progress)
     finally:
         progress.close()
-    _report(result)
+    if is_main_process():  # under torchrun the other ranks stay quiet
+        _report(result)
 
 
 def _configs(params: dict, rest: dict, config: Optional[str]) -> tuple[TrainConfig, ModelConfig]:

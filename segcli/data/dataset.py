@@ -59,11 +59,19 @@ class SegDataset(Dataset):
                 return False
         return True
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        # (index, seed) from distributed.SeededSampler: the augmentation then depends on the seed
+        # alone, not on which process or loader worker draws the sample
+        i, seed = key if isinstance(key, tuple) else (key, None)
         image, labels = self.load(i)
         img = tv_tensors.Image(torch.from_numpy(to_float(image)).permute(2, 0, 1))
         mask = tv_tensors.Mask(torch.from_numpy(labels))
-        img, mask = self.transform(img, mask)
+        if seed is None:
+            img, mask = self.transform(img, mask)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                img, mask = self.transform(img, mask)
         return img.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor).long()
 
 
