@@ -17,7 +17,8 @@ from torch.utils.data import DataLoader
 
 from segcli import checkpoint
 from segcli.config import DataInfo, ModelConfig, TrainConfig, from_dict, save_yaml, to_dict
-from segcli.data import Prepared, prepare
+from segcli.data import MaskStats, Prepared, class_pixel_counts, prepare
+from segcli.data.balance import resolve_class_weights, suggest_img_size
 from segcli.data.dataset import SegDataset, SizeGroupedBatches, channel_stats
 from segcli.data.transforms import eval_transforms, train_transforms
 from segcli.device import Precision, describe, select_device, select_precision
@@ -63,8 +64,7 @@ def seed_everything(seed: int) -> None:
 def resolve_auto(cfg: TrainConfig, prep: Prepared) -> None:
     """Fill the options whose default depends on the data (recorded in the saved config)."""
     if cfg.img_size <= 0:
-        short = int(np.median([min(s) for s in prep.train_sizes]))
-        cfg.img_size = int(max(32, min(256, short // 32 * 32)))
+        cfg.img_size = suggest_img_size(prep.train_sizes)
     if cfg.orientation_free is None:
         # single-channel data (microscopy, medical) has no 'up'; photos do
         cfg.orientation_free = prep.info.in_channels == 1
@@ -140,6 +140,8 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
     cb = callbacks or NoCallbacks()
     if cfg.gan not in ("lsgan", "vanilla", "hinge", "none"):
         raise UserError(f"--gan '{cfg.gan}': expected lsgan, vanilla, hinge or none")
+    if cfg.loss not in ("ce", "focal") or cfg.focal_gamma < 0:
+        raise UserError(f"--loss '{cfg.loss}' / --focal-gamma {cfg.focal_gamma}: expected ce or focal, gamma >= 0")
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise UserError("--epochs and --batch-size must be at least 1")
     budget = parse_duration(cfg.time) if cfg.time else None
@@ -180,7 +182,12 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
     weights.mkdir(parents=True, exist_ok=True)
     save_yaml(run_dir / "config.yaml", {"train": to_dict(cfg), "model": to_dict(mcfg), "data_info": to_dict(info)})
 
-    settings = StepSettings(cfg.gan, cfg.adv_weight, cfg.label_smoothing, cfg.onehot_tau)
+    train_pixels = class_pixel_counts(MaskStats(pixels=prep.train_pixels), info)
+    class_weights = resolve_class_weights(cfg.class_weights, train_pixels, info.num_classes)
+    settings = StepSettings(cfg.gan, cfg.adv_weight, cfg.label_smoothing, cfg.onehot_tau, class_weights,
+                            cfg.focal_gamma if cfg.loss == "focal" else 0.0)
+    data_summary = {"train_images": len(prep.splits.train), "val_images": len(prep.splits.val),
+                    "class_pixels": train_pixels.tolist(), "class_weights": class_weights}
     steps = len(train_dl)
     cb.on_start({"run_dir": run_dir, "device": describe(device), "precision": precision.name,
                  "train": len(prep.splits.train), "val": len(prep.splits.val), "info": info,
@@ -229,7 +236,7 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
             "generator": gen.state_dict(), "discriminator": disc.state_dict() if disc is not None else None,
             "epoch": epoch + 1, "best_fitness": best_fit, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
             "history": history, "metrics": {"mIoU": metrics["mIoU"], "mDice": metrics["mDice"]},
-            "elapsed": time.monotonic() - t_start, "run_dir": str(run_dir),
+            "elapsed": time.monotonic() - t_start, "run_dir": str(run_dir), "data_summary": data_summary,
         }
         if improved:
             checkpoint.save(weights / "best.pt", state)

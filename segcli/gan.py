@@ -25,6 +25,8 @@ class StepSettings:
     adv_weight: float = 0.01
     label_smoothing: float = 0.1
     onehot_tau: float = 0.9
+    class_weights: Optional[list[float]] = None  # per class, in the segmentation loss
+    focal_gamma: float = 0.0  # > 0: focal CE
 
 
 def real_mask(labels: torch.Tensor, fake: torch.Tensor, tau: float) -> torch.Tensor:
@@ -105,7 +107,8 @@ def generator_step(
     scaler: Optional[torch.amp.GradScaler] = None,
 ) -> dict[str, torch.Tensor]:
     """Update G on segmentation loss + adv_weight * adversarial loss through a frozen D."""
-    seg = segmentation_loss(logits, labels)
+    weights = torch.tensor(s.class_weights, device=logits.device) if s.class_weights else None
+    seg = segmentation_loss(logits, labels, weights, s.focal_gamma)
     loss = seg
     out = {"g_seg": seg.detach()}
     if disc is not None and s.gan != "none" and adv_weight > 0:

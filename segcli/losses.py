@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 
@@ -37,16 +39,38 @@ def dice_loss(probs: torch.Tensor, labels: torch.Tensor, eps: float = 1.0) -> to
     return 1 - dice[present].mean()
 
 
-def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy (BCE for one-channel binary logits) + Dice."""
+def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, class_weights: Optional[torch.Tensor] = None,
+                      focal_gamma: float = 0.0) -> torch.Tensor:
+    """Cross-entropy (BCE for one-channel binary logits) + Dice.
+
+    `class_weights` (K,) weights each pixel by its true class (a weighted mean, as PyTorch's);
+    `focal_gamma` > 0 makes the CE term focal: each pixel's CE times (1 - p_true)^gamma.
+    """
     logits = logits.float()
     valid = labels != IGNORE
+    if class_weights is not None or focal_gamma > 0:
+        return _weighted_ce(logits, labels, valid, class_weights, focal_gamma) + dice_loss(probabilities(logits), labels)
     if logits.shape[1] == 1:
         bce = F.binary_cross_entropy_with_logits(logits[:, 0], labels.clamp(max=1).float(), reduction="none")
         ce = (bce * valid).sum() / valid.sum().clamp(min=1)
     else:
         ce = F.cross_entropy(logits, labels, ignore_index=IGNORE) if valid.any() else logits.sum() * 0.0
     return ce + dice_loss(probabilities(logits), labels)
+
+
+def _weighted_ce(logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor,
+                 class_weights: Optional[torch.Tensor], gamma: float) -> torch.Tensor:
+    target = labels.clamp(max=max(logits.shape[1] - 1, 1)) * valid  # ignored pixels: any class, weight 0
+    if logits.shape[1] == 1:
+        ce = F.binary_cross_entropy_with_logits(logits[:, 0], target.float(), reduction="none")
+    else:
+        ce = F.cross_entropy(logits, target, reduction="none")
+    if gamma > 0:
+        ce = (1 - torch.exp(-ce)).pow(gamma) * ce  # exp(-ce) is the probability of the true class
+    w = valid.float()
+    if class_weights is not None:
+        w = w * class_weights.to(logits.device, torch.float32)[target]
+    return (ce * w).sum() / w.sum().clamp(min=1e-6)
 
 
 def adversarial_loss(pred: torch.Tensor, real: bool, mode: str, target: float = 1.0) -> torch.Tensor:
