@@ -83,6 +83,8 @@ def _convert(ctx: typer.Context, name: str, value: Any, config: str) -> Any:
     if isinstance(value, (list, tuple)) and not getattr(param, "multiple", False) and param.nargs == 1:
         value = ",".join(str(v) for v in value)  # e.g. class_weights: [1, 2, 0.5]
     try:
+        if hasattr(param, "get_runtime_param"):  # Typer >= 0.25 converts values itself
+            return param.get_runtime_param().coerce(value, param=param, ctx=ctx)
         return param.type_cast_value(ctx, value)
     except ClickException as e:
         raise UserError(f"{config}: option {name}: {e.format_message()}") from None
