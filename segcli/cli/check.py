@@ -31,7 +31,7 @@ def check(
     params = apply_config(ctx, config)
     data = require(params, "data", "segcli check data/")
     report = check_dataset(data, params["val_split"], params["seed"], params["ignore_index"])
-    if json_out:
+    if params["json_out"]:
         print(json.dumps(report.to_dict()))
     else:
         _print_report(report)

@@ -101,9 +101,13 @@ def merge_config(
     if not config:
         return params, {}
     values = read_config_file(config, ctx.command.name)
+    # a key may be the parameter's name or any of its long option names: json_out <- json, lr_g <- lr
+    alias = {o[2:].replace("-", "_"): p.name for p in ctx.command.params
+             for o in [*p.opts, *getattr(p, "secondary_opts", [])] if o.startswith("--")}
     merged = dict(params)
     rest: dict[str, Any] = {}
-    for name, value in values.items():
+    for key, value in values.items():
+        name = key if key in params else alias.get(key, key)
         if name in ("config", "quiet"):
             continue
         if name not in params:

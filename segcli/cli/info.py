@@ -26,7 +26,7 @@ def info(
     apply_quiet(quiet)
     params = apply_config(ctx, config)
     result = model_info(resolve_model(params["model"]))
-    if json_out:
+    if params["json_out"]:
         print(json.dumps(result))
         return
     _print(result)
