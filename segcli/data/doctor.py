@@ -277,7 +277,7 @@ def check_dataset(data: str | Path, val_split: float = 0.2, seed: int = 0,
         except DataError as e:
             file, msg = _error_file(e, root)
             report.problems.append(Problem(msg, [file]))
-    if splits and not splits.get("val") and not any("val" in p.line() for p in report.problems):
+    if report.layout == "flat" and splits and not splits["val"]:  # split layouts: reported by _pair_collect
         report.problems.append(Problem("no validation images; use --val-split > 0 or add DATA/val", [str(root)]))
     scanned = _scan_each(splits, report.problems)
     used = [it for it in scanned if it.split in ("train", "val")]  # what train infers the classes from

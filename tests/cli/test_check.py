@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +103,8 @@ def test_check_accepts_a_runs_saved_config(trained_binary: Path, binary_data: Pa
     assert json.loads(r.out)["data"] == str(binary_data) and "ignoring unknown" not in r.err
 
 
-def test_check_missing_folder_is_one_clean_error(tmp_path: Path) -> None:
+def test_check_missing_folder_and_no_validation(tmp_path: Path, binary_data: Path) -> None:
     r = run_cli(["check", tmp_path / "nope"])
     assert r.code == 2 and str(tmp_path / "nope") in r.err and "Traceback" not in r.err
-    shutil.rmtree(tmp_path, ignore_errors=True)
+    r = run_cli(["check", binary_data, "--val-split", "0"])
+    assert r.code == 2 and "no validation images" in r.err
