@@ -14,7 +14,7 @@ from segcli.cli.common import apply_config, apply_quiet, config_option, quiet_op
 @app.command()
 def check(
     ctx: typer.Context,
-    data: Optional[str] = typer.Argument(None, help="Dataset folder (images/+masks/, or train/+val/).", show_default=False),
+    data: Optional[str] = typer.Argument(None, metavar="DATA", help="Dataset folder (images/+masks/, or train/+val/).", show_default=False),
     val_split: float = typer.Option(0.2, help="Validation share of a flat images/+masks/ dataset (as train)."),
     seed: int = typer.Option(0, help="Seed of the validation split (as train)."),
     ignore_index: Optional[int] = typer.Option(None, help="Mask value that marks void pixels (default 255 for multi-class data)."),
@@ -22,7 +22,7 @@ def check(
     quiet: bool = quiet_option(),
     config: Optional[str] = config_option(),
 ) -> None:
-    """Check a dataset as train would (pairing, sizes, mask values), every bad file named; exit 2 on problems."""
+    """Validate a dataset as train would, naming every bad file; class histogram and suggested settings."""
     from segcli.console import err
     from segcli.data.doctor import check_dataset
     from segcli.errors import DataError

@@ -14,7 +14,7 @@ from segcli.cli.common import apply_config, apply_quiet, config_option, quiet_op
 @app.command()
 def info(
     ctx: typer.Context,
-    model: Optional[str] = typer.Argument(None, help="Checkpoint (.pt), run folder, .onnx or .torchscript; default: newest run's best.pt.", show_default=False),
+    model: Optional[str] = typer.Argument(None, metavar="MODEL", help="Checkpoint (.pt), run folder, .onnx or .torchscript; default: newest run's best.pt.", show_default=False),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else there."),
     quiet: bool = quiet_option(),
     config: Optional[str] = config_option(),
