@@ -108,3 +108,14 @@ def test_check_missing_folder_and_no_validation(tmp_path: Path, binary_data: Pat
     assert r.code == 2 and str(tmp_path / "nope") in r.err and "Traceback" not in r.err
     r = run_cli(["check", binary_data, "--val-split", "0"])
     assert r.code == 2 and "no validation images" in r.err
+
+
+def test_check_sees_what_train_saw(trained_multi: Path, multiclass_data: Path) -> None:
+    import torch
+
+    ckpt = torch.load(trained_multi / "runs/train/exp/weights/last.pt", weights_only=True)
+    report = json.loads(run_cli(["check", multiclass_data, "--json"]).out)
+    assert [c["train_pixels"] for c in report["classes"]] == ckpt["data_summary"]["class_pixels"]
+    assert report["num_classes"] == ckpt["data_info"]["num_classes"]
+    assert report["images"]["in_channels"] == ckpt["data_info"]["in_channels"]
+    assert report["splits"]["train"] == ckpt["data_summary"]["train_images"]
