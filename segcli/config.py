@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 GAN_MODES = ("lsgan", "vanilla", "hinge", "none")
 PRECISIONS = ("auto", "32", "bf16", "16")
+SEG_LOSSES = ("ce", "focal")
 
 
 @dataclass
@@ -70,6 +71,10 @@ class TrainConfig:
     onehot_tau: float = 0.9
     weight_decay: float = 1e-4
     ignore_index: Optional[int] = None
+    # Class imbalance: "auto" (smoothed inverse frequency of the train masks), explicit weights, or None.
+    class_weights: Optional[Any] = None
+    loss: str = "ce"  # ce | focal (CE/BCE down-weighting easy pixels by (1 - p)^gamma); + Dice either way
+    focal_gamma: float = 2.0
     unlabeled: Optional[str] = None
     semi_threshold: float = 0.2
     semi_weight: float = 0.1

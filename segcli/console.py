@@ -1,12 +1,13 @@
 """The one place that creates rich consoles and progress displays.
 
 Progress goes to stderr. On a terminal it is a live bar with running losses; otherwise
-(batch jobs, CI logs) it is one plain line per epoch. NO_COLOR is honoured by rich.
+(batch jobs, CI logs) it is one plain line per epoch. NO_COLOR turns off all styling.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import sys
 from typing import Any, Optional
 
@@ -18,17 +19,23 @@ _out: Optional[Console] = None
 QUIET = False
 
 
+def _make(stderr: bool) -> Console:
+    # NO_COLOR (no-color.org): rich alone drops colours but keeps bold; plain text is what people mean
+    plain = bool(os.environ.get("NO_COLOR"))
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, **({"color_system": None} if plain else {}))
+
+
 def err() -> Console:
     global _err
     if _err is None:
-        _err = Console(stderr=True, highlight=False, soft_wrap=True)
+        _err = _make(stderr=True)
     return _err
 
 
 def out() -> Console:
     global _out
     if _out is None:
-        _out = Console(highlight=False, soft_wrap=True)
+        _out = _make(stderr=False)
     return _out
 
 

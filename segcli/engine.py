@@ -17,7 +17,8 @@ from torch.utils.data import DataLoader
 
 from segcli import checkpoint, distributed
 from segcli.config import DataInfo, ModelConfig, TrainConfig, from_dict, save_yaml, to_dict
-from segcli.data import Prepared, prepare
+from segcli.data import MaskStats, Prepared, class_pixel_counts, prepare
+from segcli.data.balance import resolve_class_weights, suggest_img_size
 from segcli.data.dataset import SegDataset, SizeGroupedBatches, channel_stats
 from segcli.data.transforms import eval_transforms, train_transforms
 from segcli.device import Precision, describe, select_precision
@@ -87,8 +88,7 @@ def seed_everything(seed: int) -> None:
 def resolve_auto(cfg: TrainConfig, prep: Prepared) -> None:
     """Fill the options whose default depends on the data (recorded in the saved config)."""
     if cfg.img_size <= 0:
-        short = int(np.median([min(s) for s in prep.train_sizes]))
-        cfg.img_size = int(max(32, min(256, short // 32 * 32)))
+        cfg.img_size = suggest_img_size(prep.train_sizes)
     if cfg.batch_size <= 0:
         cfg.batch_size = 8 if cfg.img_size <= 128 else 4 if cfg.img_size <= 320 else 2
     if cfg.orientation_free is None:
@@ -212,6 +212,8 @@ def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callba
         raise UserError(f"--gan '{cfg.gan}': expected lsgan, vanilla, hinge or none")
     if cfg.unlabeled and cfg.gan == "none":
         raise UserError("--unlabeled needs a discriminator: use --gan lsgan|vanilla|hinge, not none")
+    if cfg.loss not in ("ce", "focal") or cfg.focal_gamma < 0:
+        raise UserError(f"--loss '{cfg.loss}' / --focal-gamma {cfg.focal_gamma}: expected ce or focal, gamma >= 0")
     if cfg.epochs < 0 or cfg.batch_size < 0:
         raise UserError("--epochs and --batch-size must be positive (0 = automatic)")
     if cfg.epochs == 0:  # with --time the budget decides; the cap only bounds the schedule
@@ -264,7 +266,12 @@ def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callba
         save_yaml(run_dir / "config.yaml", {"train": to_dict(cfg), "model": to_dict(mcfg), "data_info": to_dict(info)})
     gen_t, disc_t = ctx.wrap(gen), ctx.wrap(disc)  # DDP after any resumed weights are loaded
 
-    settings = StepSettings(cfg.gan, cfg.adv_weight, cfg.label_smoothing, cfg.onehot_tau, ctx.batch_sum)
+    train_pixels = class_pixel_counts(MaskStats(pixels=prep.train_pixels), info)
+    class_weights = resolve_class_weights(cfg.class_weights, train_pixels, info.num_classes)
+    settings = StepSettings(cfg.gan, cfg.adv_weight, cfg.label_smoothing, cfg.onehot_tau, class_weights,
+                            cfg.focal_gamma if cfg.loss == "focal" else 0.0, ctx.batch_sum)
+    data_summary = {"train_images": len(prep.splits.train), "val_images": len(prep.splits.val),
+                    "class_pixels": train_pixels.tolist(), "class_weights": class_weights}
     semi = SemiSettings(cfg.semi_threshold, cfg.semi_weight, cfg.semi_adv_weight)
     unlabeled_dl = build_unlabeled_loader(cfg, info, ctx) if cfg.unlabeled else None
     steps = len(train_dl)
@@ -339,7 +346,7 @@ def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callba
                 "generator": gen.state_dict(), "discriminator": disc.state_dict() if disc is not None else None,
                 "epoch": epoch + 1, "best_fitness": best_fit, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
                 "history": history, "metrics": {"mIoU": metrics["mIoU"], "mDice": metrics["mDice"]},
-                "elapsed": clock.elapsed(), "run_dir": str(run_dir),
+                "elapsed": clock.elapsed(), "run_dir": str(run_dir), "data_summary": data_summary,
             }
         if validate_now and ctx.main:
             if improved:

@@ -26,6 +26,8 @@ class StepSettings:
     adv_weight: float = 0.01
     label_smoothing: float = 0.1
     onehot_tau: float = 0.9
+    class_weights: Optional[list[float]] = None  # per class, in the segmentation loss
+    focal_gamma: float = 0.0  # > 0: focal CE
     # DDP: autograd-aware sum over processes; the segmentation loss is then the global batch's
     batch_sum: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
 
@@ -112,7 +114,8 @@ def generator_step(
 
     `extra` is any further loss term of this step (the unlabeled batch's, in semi-supervised mode).
     """
-    seg = segmentation_loss(logits, labels, s.batch_sum)
+    weights = torch.tensor(s.class_weights, device=logits.device) if s.class_weights else None
+    seg = segmentation_loss(logits, labels, s.batch_sum, weights, s.focal_gamma)
     loss = seg if extra is None else seg + extra
     out = {"g_seg": seg.detach()}
     if disc is not None and s.gan != "none" and adv_weight > 0:

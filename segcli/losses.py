@@ -52,29 +52,40 @@ def dice_loss(probs: torch.Tensor, labels: torch.Tensor, eps: float = 1.0,
     return 1 - dice[present].mean()
 
 
-def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, batch_sum: Optional[BatchSum] = None) -> torch.Tensor:
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, batch_sum: Optional[BatchSum] = None,
+                  class_weights: Optional[torch.Tensor] = None, focal_gamma: float = 0.0) -> torch.Tensor:
     """Mean CE over non-ignored pixels (BCE for one-channel binary logits); 0 when none are left.
 
     `batch_sum` (autograd-aware sum over DDP processes) makes it the global batch's mean.
+    `class_weights` (K,) weights each pixel by its true class (a weighted mean, as PyTorch's);
+    `focal_gamma` > 0 makes it focal: each pixel's CE times (1 - p_true)^gamma.
     """
     total = batch_sum or _same
     logits = logits.float()
     valid = labels != IGNORE
+    target = labels.clamp(max=max(logits.shape[1] - 1, 1)) * valid  # ignored pixels: any class, weight 0
     if logits.shape[1] == 1:
-        bce = F.binary_cross_entropy_with_logits(logits[:, 0], labels.clamp(max=1).float(), reduction="none")
-        ce_sum = (bce * valid).sum()
-    else:  # a sum, so an all-ignored batch gives 0 rather than CE's NaN
-        ce_sum = F.cross_entropy(logits, labels, ignore_index=IGNORE, reduction="sum")
-    return total(ce_sum) / total(valid.sum()).clamp(min=1)
+        ce = F.binary_cross_entropy_with_logits(logits[:, 0], target.float(), reduction="none")
+    else:
+        ce = F.cross_entropy(logits, target, reduction="none")
+    if focal_gamma > 0:
+        ce = (1 - torch.exp(-ce)).pow(focal_gamma) * ce  # exp(-ce) is the probability of the true class
+    w = valid.float()
+    if class_weights is not None:
+        w = w * class_weights.to(logits.device, torch.float32)[target]
+    # sums, so an all-ignored batch gives 0 rather than NaN
+    return total((ce * w).sum()) / total(w.sum()).clamp(min=1e-6)
 
 
-def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, batch_sum: Optional[BatchSum] = None) -> torch.Tensor:
-    """Cross-entropy (BCE for one-channel binary logits) + Dice, means over the valid pixels.
+def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, batch_sum: Optional[BatchSum] = None,
+                      class_weights: Optional[torch.Tensor] = None, focal_gamma: float = 0.0) -> torch.Tensor:
+    """(Weighted / focal) cross-entropy + Dice, means over the valid pixels.
 
     With `batch_sum`, N processes compute the loss one process would on all their images.
     """
     logits = logits.float()
-    return cross_entropy(logits, labels, batch_sum) + dice_loss(probabilities(logits), labels, batch_sum=batch_sum)
+    ce = cross_entropy(logits, labels, batch_sum, class_weights, focal_gamma)
+    return ce + dice_loss(probabilities(logits), labels, batch_sum=batch_sum)
 
 
 def adversarial_loss(pred: torch.Tensor, real: bool, mode: str, target: float = 1.0) -> torch.Tensor:

@@ -44,8 +44,10 @@ def _root(
     console.QUIET = quiet
 
 
-from segcli.cli import evaluate as _evaluate  # noqa: E402  (registers commands)
+from segcli.cli import check as _check  # noqa: E402  (registers commands)
+from segcli.cli import evaluate as _evaluate  # noqa: E402
 from segcli.cli import export as _export  # noqa: E402
+from segcli.cli import info as _info  # noqa: E402
 from segcli.cli import predict as _predict  # noqa: E402
 from segcli.cli import train as _train  # noqa: E402
 

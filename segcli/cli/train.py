@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from segcli.cli import app
-from segcli.cli.common import merge_config, warn_unknown
+from segcli.cli.common import apply_quiet, config_option, merge_config, quiet_option, warn_unknown
 from segcli.config import ModelConfig, TrainConfig
 
 _T = TrainConfig()
@@ -41,6 +41,9 @@ def train(
     lr_g: float = typer.Option(_T.lr_g, "--lr", "--lr-g", help="Generator learning rate."),
     lr_d: float = typer.Option(_T.lr_d, help="Discriminator learning rate."),
     ignore_index: Optional[int] = typer.Option(None, help="Mask value that counts in neither loss nor metrics (default 255 for multi-class data)."),
+    class_weights: Optional[str] = typer.Option(None, help="Class imbalance: auto (smoothed inverse frequency of the train masks) or one weight per class, e.g. 1,4,2."),
+    loss: str = typer.Option(_T.loss, help="Segmentation loss besides Dice: ce (CE/BCE) | focal."),
+    focal_gamma: float = typer.Option(_T.focal_gamma, help="Focusing parameter of --loss focal."),
     unlabeled: Optional[str] = typer.Option(None, help="Folder of images without masks (semi-supervised, Hung et al. 2018)."),
     semi_threshold: float = typer.Option(_T.semi_threshold, help="D confidence above which an unlabeled pixel becomes a pseudo-label."),
     semi_weight: float = typer.Option(_T.semi_weight, help="Weight of the self-training loss on unlabeled images."),
@@ -53,14 +56,17 @@ def train(
     name: str = typer.Option(_T.name, help="Run name (exp, exp2, ... unless --exist-ok)."),
     exist_ok: bool = typer.Option(_T.exist_ok, "--exist-ok", help="Reuse runs/train/NAME instead of a new folder."),
     resume: bool = typer.Option(False, "--resume", help="Continue a run from its last.pt (DATA = checkpoint or run folder; default: the latest run)."),
-    config: Optional[str] = typer.Option(None, "--config", help="YAML or TOML file of options; command-line options win."),
+    quiet: bool = quiet_option(),
+    config: Optional[str] = config_option(),
 ) -> None:
     """Train a GAN segmentation model; writes runs/train/NAME with weights, metrics.csv and plots."""
     from segcli.console import TrainProgress, err, info, out
     from segcli.engine import resume_state, train as run_train
     from segcli.ranks import is_main_process
 
+    apply_quiet(quiet)
     params, rest = merge_config(ctx, dict(ctx.params), config)
+    params.pop("quiet", None)
     progress = TrainProgress()
     try:
         if params.pop("resume"):

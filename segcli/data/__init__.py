@@ -6,7 +6,7 @@ Only the torch-free parts are imported here (inference through ONNX Runtime uses
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -24,6 +24,7 @@ class Prepared:
     stats: MaskStats
     train_sizes: list[tuple[int, int]]
     val_sizes: list[tuple[int, int]]
+    train_pixels: dict[int, int] = field(default_factory=dict)  # raw mask value -> pixels, train split only
 
 
 def prepare(data: str, val_split: float, seed: int, ignore_index: Optional[int]) -> Prepared:
@@ -33,11 +34,12 @@ def prepare(data: str, val_split: float, seed: int, ignore_index: Optional[int])
         raise DataError(f"{data}: no validation images; use --val-split > 0 or add DATA/val")
     train_stats = scan_samples(splits.train)
     train_sizes = list(train_stats.sizes)
+    train_pixels = dict(train_stats.pixels)  # before the val scan adds to the same stats
     stats = scan_samples(splits.val, train_stats)
     val_sizes = stats.sizes[len(train_sizes) :]
     info = infer_info(stats, splits.classes, ignore_index, Path(data) / "classes.txt")
     info.in_channels = 1 if stats.channels == {1} else 3
-    return Prepared(splits, info, stats, train_sizes, val_sizes)
+    return Prepared(splits, info, stats, train_sizes, val_sizes, train_pixels)
 
 
 def unlabeled_samples(folder: str) -> list[Sample]:
