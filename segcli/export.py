@@ -248,7 +248,8 @@ def read_torchscript_metadata(path: str | Path) -> dict[str, Any]:
 
     extra = {META_KEY: ""}
     try:
-        torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        with _quiet():
+            torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except Exception as e:
         raise ModelFileError(f"{path}: not a TorchScript model ({type(e).__name__})") from None
     if not extra[META_KEY]:
