@@ -90,6 +90,8 @@ def metadata(info: DataInfo, size_multiple: int, mcfg: Optional[ModelConfig] = N
 
 def resolve_format(fmt: Optional[str], out: Optional[Path]) -> str:
     """--format, else from -o's suffix, else onnx; a suffix that contradicts --format is refused."""
+    if out is not None and out.is_dir():
+        out = None  # a folder: the file name is chosen for the format
     by_suffix = SUFFIXES.get(out.suffix.lower()) if out is not None else None
     if fmt is None:
         return by_suffix or "onnx"
@@ -167,7 +169,9 @@ def export_model(model: str | Path, fmt: Optional[str] = None, out: Optional[str
     samples = _samples(info.in_channels, m)
     with torch.no_grad():
         reference = [_prob_module(gen, False)(torch.from_numpy(x)).numpy() for x in samples]
-    source = {"checkpoint": model.name, "epoch": ckpt.get("epoch"), "metrics": ckpt.get("metrics", {})}
+    # strict JSON (no NaN) so any language's parser reads the metadata
+    metrics = {k: (float(v) if np.isfinite(v) else None) for k, v in (ckpt.get("metrics") or {}).items()}
+    source = {"checkpoint": model.name, "epoch": ckpt.get("epoch"), "metrics": metrics}
     meta = metadata(info, m, mcfg, half, source)
     net = _prob_module(gen, half)
     example = torch.from_numpy(samples[0])
@@ -216,7 +220,7 @@ def _onnx_bytes(net: Any, example: Any, meta: dict[str, Any]) -> bytes:
         )
     proto = onnx.load_from_string(buf.getvalue())
     entry = proto.metadata_props.add()
-    entry.key, entry.value = META_KEY, json.dumps(meta)
+    entry.key, entry.value = META_KEY, json.dumps(meta, allow_nan=False)
     proto.producer_name, proto.producer_version = "segcli", __version__
     proto.doc_string = f"{meta['input']} -> {meta['output']}; see metadata '{META_KEY}'"
     onnx.checker.check_model(proto)
@@ -231,7 +235,7 @@ def _torchscript_bytes(net: Any, example: Any, meta: dict[str, Any],
     with _quiet(), torch.no_grad():
         traced = torch.jit.trace(net, example, check_trace=False)
         buf = io.BytesIO()
-        torch.jit.save(traced, buf, _extra_files={META_KEY: json.dumps(meta)})
+        torch.jit.save(traced, buf, _extra_files={META_KEY: json.dumps(meta, allow_nan=False)})
         data = buf.getvalue()
         extra = {META_KEY: ""}
         loaded = torch.jit.load(io.BytesIO(data), _extra_files=extra)

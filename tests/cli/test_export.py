@@ -146,6 +146,9 @@ def test_verification_failure_exits_1_and_writes_nothing(trained_binary: Path, m
     assert not (trained_binary / "bad.onnx").exists()
     r = run_cli(["export", "-o", "loose.onnx", "--tolerance", "0.01"], cwd=trained_binary)
     assert r.code == 0 and (trained_binary / "loose.onnx").is_file()
+    (trained_binary / "exports").mkdir()
+    r = run_cli(["export", "-f", "onnx", "-o", "exports", "--tolerance", "0.01"], cwd=trained_binary)
+    assert r.code == 0 and (trained_binary / "exports" / "best.onnx").is_file(), r.err
 
 
 def test_bad_input_is_one_line_exit_2(trained_binary: Path, tmp_path: Path) -> None:
