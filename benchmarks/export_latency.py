@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -59,7 +60,9 @@ def backends(pt: Path, work: Path) -> dict[str, Callable[[np.ndarray], np.ndarra
     act = torch.sigmoid if info.binary else (lambda t: t.softmax(1))
     onnx32 = export_model(pt, "onnx", work / "model.onnx").path
     onnx16 = export_model(pt, "onnx", work / "model_half.onnx", half=True).path
-    ts = torch.jit.load(str(export_model(pt, "torchscript", work / "model.torchscript").path))
+    with warnings.catch_warnings():  # torch.jit.load's deprecation notice
+        warnings.simplefilter("ignore", FutureWarning)
+        ts = torch.jit.load(str(export_model(pt, "torchscript", work / "model.torchscript").path))
 
     def eager(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
