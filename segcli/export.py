@@ -1,28 +1,43 @@
-"""Export to ONNX or TorchScript, verified against PyTorch after every export.
+"""Export to ONNX or TorchScript, verified against PyTorch before the file is written.
 
-The exported graph takes a normalised float32 batch (N, C, H, W), H and W multiples of
-`size_multiple` (stored in the metadata; pad before, crop after), and returns per-class
-probabilities (N, C', H, W): sigmoid foreground probability (C' = 1) for binary models,
-softmax over K classes otherwise. Everything a deployer needs (channels, mean/std, size
-multiple, classes, threshold) is stored in the file: ONNX metadata_props, TorchScript
-extra files, under the key `segcli`.
+The contract of every exported file (README, "Export and deployment"):
+- input `image`: float32 (N, C, H, W), RGB or gray as `in_channels` says, normalised as
+  (pixel / 255 - mean) / std (16-bit images: / 65535); H and W multiples of `size_multiple`
+  (pad bottom/right with 0 after normalisation, crop the output back). N, H, W are dynamic.
+- output `probabilities`: float32 (N, C', H, W): sigmoid foreground probability (C' = 1)
+  for binary models, softmax over the K classes otherwise.
+- metadata: a JSON object under the key `segcli` (ONNX metadata_props; TorchScript extra
+  files) holding all of the above, class names and the binary threshold.
+`--half` stores fp16 weights behind the same float32 interface (casts inside the graph).
 """
 
 from __future__ import annotations
 
+import io
 import json
-from dataclasses import asdict, dataclass
+import warnings
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
 from segcli import __version__
-from segcli.config import DataInfo, from_dict
+from segcli.config import DataInfo, ModelConfig
 from segcli.errors import ModelFileError, SegcliError, UserError
+from segcli.onnxrt import META_KEY, onnx_predictor, read_onnx_metadata, run_onnx
 
 FORMATS = ("onnx", "torchscript")
-META_KEY = "segcli"
+SUFFIXES = {".onnx": "onnx", ".torchscript": "torchscript", ".ts": "torchscript", ".jit": "torchscript"}
+# Opset 17: ORT and OpenCV DNN (4.8+, 5.x) both run every op the U-Net exports to
+# (Conv, ConvTranspose, MaxPool, Relu, Concat, Sigmoid/Softmax, Cast); BatchNorm is folded.
+OPSET = 17
+INPUT_NAME, OUTPUT_NAME = "image", "probabilities"
+TOLERANCE_FP32, TOLERANCE_FP16 = 1e-4, 1e-2
+METADATA_VERSION = 1
+
+__all__ = ["ExportResult", "export_model", "metadata", "onnx_predictor", "read_onnx_metadata", "META_KEY"]
 
 
 @dataclass
@@ -31,144 +46,216 @@ class ExportResult:
     format: str
     max_diff: float
     tolerance: float
+    size_bytes: int = 0
+    samples: list[tuple[int, ...]] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
-def metadata(info: DataInfo, size_multiple: int, extra: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+def metadata(info: DataInfo, size_multiple: int, mcfg: Optional[ModelConfig] = None, half: bool = False,
+             source: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """Everything a deployer needs to feed the model and read its output, as plain JSON."""
+    k = info.out_channels
+    activation = "sigmoid" if info.binary else "softmax"
     return {
         "segcli_version": __version__,
-        "data_info": asdict(info),
-        "class_names": info.class_names(),
+        "metadata_version": METADATA_VERSION,
+        "input_name": INPUT_NAME,
+        "output_name": OUTPUT_NAME,
+        "in_channels": info.in_channels,
+        "color": "gray" if info.in_channels == 1 else "RGB",
+        "pixel_scale": {"uint8": 255, "uint16": 65535},
+        "mean": list(info.mean),
+        "std": list(info.std),
         "size_multiple": size_multiple,
-        "input": "float32 (N, C, H, W): (pixel/max - mean) / std, H and W multiples of size_multiple",
-        "output": "sigmoid foreground probability (N, 1, H, W)" if info.binary
-        else f"softmax probabilities (N, {info.num_classes}, H, W)",
+        "pad_value": 0.0,
+        "input": f"float32 (N, {info.in_channels}, H, W), NCHW, {'gray' if info.in_channels == 1 else 'RGB'}: "
+                 f"(pixel / 255 - mean) / std (16-bit: / 65535); H, W multiples of {size_multiple}: "
+                 "pad bottom/right with 0 after normalisation, crop the output back",
+        "output": f"float32 (N, {k}, H, W): " + ("sigmoid probability of the foreground; foreground where > threshold"
+                                                  if info.binary else f"softmax over {k} classes; label = argmax"),
+        "activation": activation,
+        "binary": info.binary,
+        "num_classes": info.num_classes,
+        "out_channels": k,
+        "class_names": info.class_names(),
         "threshold": 0.5 if info.binary else None,
-        **(extra or {}),
+        "ignore_index": info.ignore_index,
+        "weights_dtype": "float16" if half else "float32",
+        "half": half,
+        "data_info": asdict(info),
+        "architecture": asdict(mcfg) if mcfg is not None else None,
+        "source": source or {},
     }
 
 
-def _prob_module(gen: Any) -> Any:
+def resolve_format(fmt: Optional[str], out: Optional[Path]) -> str:
+    """--format, else from -o's suffix, else onnx; a suffix that contradicts --format is refused."""
+    if out is not None and out.is_dir():
+        out = None  # a folder: the file name is chosen for the format
+    by_suffix = SUFFIXES.get(out.suffix.lower()) if out is not None else None
+    if fmt is None:
+        return by_suffix or "onnx"
+    fmt = fmt.lower()
+    if fmt not in FORMATS:
+        raise UserError(f"--format '{fmt}': expected onnx or torchscript")
+    if out is not None and fmt == "onnx" and out.suffix.lower() != ".onnx":
+        raise UserError(f"{out}: ONNX files must end in .onnx (predict and evaluate recognise them by it)")
+    if by_suffix is not None and by_suffix != fmt:
+        raise UserError(f"{out}: a .{out.suffix.lstrip('.')} file for --format {fmt}; use a .torchscript file name")
+    return fmt
+
+
+def _output_path(model: Path, fmt: str, out: Optional[Path]) -> Path:
+    suffix = ".onnx" if fmt == "onnx" else ".torchscript"
+    if out is None:
+        path = model.with_suffix(suffix)
+    elif out.is_dir():
+        path = out / (model.stem + suffix)
+    else:
+        path = out
+    if path.resolve() == model.resolve():
+        raise UserError(f"{path}: output would overwrite the input model; choose another -o")
+    return path
+
+
+def _prob_module(gen: Any, fp16: bool) -> Any:
     import torch
 
     class Probabilities(torch.nn.Module):
-        def __init__(self, g: torch.nn.Module) -> None:
+        """Generator + activation; float32 in and out even with fp16 weights."""
+
+        def __init__(self, g: torch.nn.Module, fp16: bool) -> None:
             super().__init__()
             self.g = g
+            self.fp16 = fp16
             self.binary = g.head.out_channels == 1
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            logits = self.g(x)
+            # no Cast nodes in an fp32 graph: cast only around fp16 weights
+            logits = self.g(x.half()).float() if self.fp16 else self.g(x)
             return torch.sigmoid(logits) if self.binary else torch.softmax(logits, dim=1)
 
-    gen.pad_inside = False  # the caller pads: no shape arithmetic in the graph
-    return Probabilities(gen).eval()
+    gen.pad_inside = False  # the caller pads: no shape arithmetic, no control flow in the graph
+    if fp16:
+        gen = gen.half()
+    return Probabilities(gen, fp16).eval()
 
 
-def export_model(model: str | Path, fmt: str, out: Optional[str | Path] = None, half: bool = False,
-                 tolerance: Optional[float] = None) -> ExportResult:
+def _samples(channels: int, m: int) -> list[np.ndarray]:
+    """Two verification batches of different N, H, W: a baked-in shape would show up."""
+    s = max(2 * m, 64)
+    rng = np.random.default_rng(0)
+    return [rng.standard_normal((1, channels, s, s + m), dtype=np.float32),
+            rng.standard_normal((2, channels, s + m, s), dtype=np.float32)]
+
+
+def export_model(model: str | Path, fmt: Optional[str] = None, out: Optional[str | Path] = None,
+                 half: bool = False, tolerance: Optional[float] = None) -> ExportResult:
+    """Export a checkpoint, check it against the fp32 PyTorch model, then write it atomically."""
     import torch
 
     from segcli import checkpoint
 
-    import warnings
-
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
-    fmt = fmt.lower()
-    if fmt not in FORMATS:
-        raise UserError(f"--format '{fmt}': expected onnx or torchscript")
     model = Path(model)
-    gen, mcfg, info = checkpoint.model_from_checkpoint(checkpoint.load(model))
-    out_path = Path(out) if out else model.with_suffix(".onnx" if fmt == "onnx" else ".torchscript")
-    if out_path.resolve() == model.resolve():
-        raise UserError(f"{out_path}: output would overwrite the input model; choose another -o")
+    out_arg = Path(out) if out is not None else None
+    fmt = resolve_format(fmt, out_arg)
+    if tolerance is not None and not (tolerance >= 0):
+        raise UserError(f"--tolerance {tolerance}: expected a number >= 0")
+    tol = tolerance if tolerance is not None else (TOLERANCE_FP16 if half else TOLERANCE_FP32)
+    ckpt = checkpoint.load(model)
+    gen, mcfg, info = checkpoint.model_from_checkpoint(ckpt)
+    path = _output_path(model, fmt, out_arg)
     m = gen.size_multiple
-    net = _prob_module(gen)
-    size = max(2 * m, 64)
-    sample = torch.randn(1, info.in_channels, size, size + m, generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        reference = net(sample).numpy()
-    if half:
-        net = net.half()
-    meta = metadata(info, m, {"architecture": asdict(mcfg), "half": half})
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tol = tolerance if tolerance is not None else (1e-2 if half else 1e-4)
-    x = sample.half() if half else sample
+    samples = _samples(info.in_channels, m)
+    with torch.no_grad():
+        reference = [_prob_module(gen, False)(torch.from_numpy(x)).numpy() for x in samples]
+    # strict JSON (no NaN) so any language's parser reads the metadata
+    metrics = {k: (float(v) if np.isfinite(v) else None) for k, v in (ckpt.get("metrics") or {}).items()}
+    source = {"checkpoint": model.name, "epoch": ckpt.get("epoch"), "metrics": metrics}
+    meta = metadata(info, m, mcfg, half, source)
+    net = _prob_module(gen, half)
+    example = torch.from_numpy(samples[0])
     if fmt == "onnx":
-        _export_onnx(net, x, out_path, meta)
-        got = _run_onnx(out_path, sample.numpy())
+        data = _onnx_bytes(net, example, meta)
+        outputs = [run_onnx(data, x, path) for x in samples]
     else:
-        with torch.inference_mode():
-            traced = torch.jit.trace(net, x, check_trace=False)
-        torch.jit.save(traced, str(out_path), _extra_files={META_KEY: json.dumps(meta)})
-        loaded = torch.jit.load(str(out_path))
-        with torch.inference_mode():
-            got = loaded(x).float().numpy()
-    diff = float(np.abs(got.astype(np.float32) - reference).max())
+        data, outputs = _torchscript_bytes(net, example, meta, samples)
+    diff = max(float(np.abs(o.astype(np.float32) - r).max()) for o, r in zip(outputs, reference))
     if not np.isfinite(diff) or diff > tol:
-        raise SegcliError(f"{out_path}: exported model differs from PyTorch by {diff:.3g} (tolerance {tol:g})")
-    return ExportResult(out_path, fmt, diff, tol)
+        raise SegcliError(f"{path}: exported model differs from PyTorch by {diff:.3g} (tolerance {tol:g}); "
+                          "file not written")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{path.parent}: cannot create the output folder ({e.strerror or e})") from None
+    checkpoint.atomic_write_bytes(path, data)
+    return ExportResult(path, fmt, diff, tol, len(data), [tuple(x.shape) for x in samples], meta)
 
 
-def _export_onnx(net: Any, x: Any, path: Path, meta: dict[str, Any]) -> None:
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """torch announces the legacy exporter's and TorchScript's deprecation on every call."""
+    with warnings.catch_warnings():
+        for cat in (DeprecationWarning, FutureWarning):
+            warnings.simplefilter("ignore", cat)
+        yield
+
+
+def _onnx_bytes(net: Any, example: Any, meta: dict[str, Any]) -> bytes:
+    """The legacy (TorchScript-based) exporter: a static graph with BatchNorm folded into Conv.
+
+    The dynamo exporter keeps BatchNormalization nodes and adds shape ops that OpenCV DNN
+    handles less well; this graph is plain feed-forward, dynamic only in N, H and W.
+    """
     import onnx
     import torch
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.onnx.export(
-        net, (x,), str(tmp), dynamo=False, opset_version=17, input_names=["image"],
-        output_names=["probabilities"],
-        dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
-                      "probabilities": {0: "batch", 2: "height", 3: "width"}},
-    )
-    proto = onnx.load(str(tmp))
+    buf = io.BytesIO()
+    with _quiet():
+        torch.onnx.export(
+            net, (example,), buf, dynamo=False, opset_version=OPSET, do_constant_folding=True,
+            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+                          OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"}},
+        )
+    proto = onnx.load_from_string(buf.getvalue())
     entry = proto.metadata_props.add()
-    entry.key, entry.value = META_KEY, json.dumps(meta)
-    proto.producer_name = "segcli"
-    onnx.save(proto, str(tmp))
-    tmp.replace(path)
+    entry.key, entry.value = META_KEY, json.dumps(meta, allow_nan=False)
+    proto.producer_name, proto.producer_version = "segcli", __version__
+    proto.doc_string = f"{meta['input']} -> {meta['output']}; see metadata '{META_KEY}'"
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
 
 
-def _session(path: Path) -> Any:
-    import onnxruntime as ort
+def _torchscript_bytes(net: Any, example: Any, meta: dict[str, Any],
+                       samples: list[np.ndarray]) -> tuple[bytes, list[np.ndarray]]:
+    """Trace (no control flow to lose), save with the metadata, reload and run the reloaded module."""
+    import torch
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
+    with _quiet(), torch.no_grad():
+        traced = torch.jit.trace(net, example, check_trace=False)
+        buf = io.BytesIO()
+        torch.jit.save(traced, buf, _extra_files={META_KEY: json.dumps(meta, allow_nan=False)})
+        data = buf.getvalue()
+        extra = {META_KEY: ""}
+        loaded = torch.jit.load(io.BytesIO(data), _extra_files=extra)
+    if json.loads(extra[META_KEY]) != json.loads(json.dumps(meta)):
+        raise SegcliError("TorchScript metadata did not survive a save/load round trip")
+    with torch.no_grad():
+        outputs = [loaded(torch.from_numpy(x)).float().numpy() for x in samples]
+    return data, outputs
+
+
+def read_torchscript_metadata(path: str | Path) -> dict[str, Any]:
+    """The `segcli` extra file of an exported TorchScript model (needs torch)."""
+    import torch
+
+    extra = {META_KEY: ""}
     try:
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        with _quiet():
+            torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except Exception as e:
-        raise ModelFileError(f"{path}: not a loadable ONNX model ({str(e).splitlines()[0][:160]})") from None
-
-
-def _run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
-    sess = _session(path)
-    inp = sess.get_inputs()[0]
-    if "float16" in inp.type:
-        x = x.astype(np.float16)
-    return sess.run(None, {inp.name: x})[0].astype(np.float32)
-
-
-def read_onnx_metadata(path: Path) -> dict[str, Any]:
-    meta = _session(path).get_modelmeta().custom_metadata_map
-    if META_KEY not in meta:
-        raise ModelFileError(f"{path}: ONNX model without segcli metadata; export it with `segcli export`")
-    return json.loads(meta[META_KEY])
-
-
-def onnx_predictor(path: Path) -> Any:
-    """A Predictor running the exported model in ONNX Runtime (no torch import)."""
-    from segcli.inference import Predictor
-
-    sess = _session(path)
-    meta_map = sess.get_modelmeta().custom_metadata_map
-    if META_KEY not in meta_map:
-        raise ModelFileError(f"{path}: ONNX model without segcli metadata; export it with `segcli export`")
-    meta = json.loads(meta_map[META_KEY])
-    inp = sess.get_inputs()[0]
-    dtype = np.float16 if "float16" in inp.type else np.float32
-
-    def backend(batch: np.ndarray) -> np.ndarray:
-        return sess.run(None, {inp.name: batch.astype(dtype)})[0].astype(np.float32)
-
-    info = from_dict(DataInfo, meta["data_info"])
-    return Predictor(backend, info, int(meta["size_multiple"]), meta)
+        raise ModelFileError(f"{path}: not a TorchScript model ({type(e).__name__})") from None
+    if not extra[META_KEY]:
+        raise ModelFileError(f"{path}: TorchScript model without segcli metadata; export it with `segcli export`")
+    return json.loads(extra[META_KEY])

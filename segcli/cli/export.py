@@ -1,4 +1,4 @@
-"""`segcli export`: ONNX or TorchScript, checked against PyTorch."""
+"""`segcli export`: ONNX or TorchScript, checked against PyTorch before it is written."""
 
 from __future__ import annotations
 
@@ -12,15 +12,26 @@ from segcli.cli import app
 @app.command()
 def export(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint to export; default: newest run's best.pt."),
-    format: str = typer.Option("onnx", "--format", "-f", help="onnx | torchscript"),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="Output file; default: next to the checkpoint."),
-    half: bool = typer.Option(False, "--half", help="fp16 weights (GPU targets); checked at a looser tolerance."),
+    format: Optional[str] = typer.Option(None, "--format", "-f", help="onnx | torchscript; default: from -o's suffix, else onnx."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Output file or folder; default: next to the checkpoint."),
+    half: bool = typer.Option(False, "--half", help="fp16 weights behind the same float32 input/output (GPU targets; see README)."),
+    tolerance: Optional[float] = typer.Option(None, help="Largest allowed |difference| from PyTorch; default 1e-4 (1e-2 with --half)."),
 ) -> None:
-    """Export a model for deployment and print the largest difference from PyTorch."""
+    """Export a model for deployment; print the largest difference from PyTorch (exit 1 above the tolerance)."""
     from segcli.console import info, out
-    from segcli.export import export_model
+    from segcli.export import OPSET, export_model
     from segcli.inference import resolve_model
 
-    result = export_model(resolve_model(model), format, output, half)
-    info(f"exported {result.format}: max |difference| vs PyTorch = {result.max_diff:.3g} (tolerance {result.tolerance:g})")
-    out().print(str(result.path))
+    r = export_model(resolve_model(model), format, output, half, tolerance)
+    meta = r.meta
+    what = f"opset {OPSET}, " if r.format == "onnx" else ""
+    info(f"exported {r.format} ({what}{meta['weights_dtype']} weights, {_size(r.size_bytes)}): {r.path}")
+    info(f"  input  '{meta['input_name']}' {meta['input']}")
+    info(f"  output '{meta['output_name']}' {meta['output']}")
+    shapes = ", ".join("x".join(map(str, s)) for s in r.samples)
+    info(f"max |difference| vs PyTorch = {r.max_diff:.3g} on inputs {shapes} (tolerance {r.tolerance:g})")
+    out().print(str(r.path))
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.0f} kB"
