@@ -15,10 +15,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from segcli import checkpoint
+from segcli import checkpoint, safety
 from segcli.config import DataInfo, ModelConfig, TrainConfig, from_dict, save_yaml, to_dict
 from segcli.data import Prepared, prepare
 from segcli.data.dataset import SegDataset, SizeGroupedBatches, channel_stats
+from segcli.data.scan import verify_decodable
 from segcli.data.transforms import eval_transforms, train_transforms
 from segcli.device import Precision, describe, select_device, select_precision
 from segcli.errors import UserError
@@ -74,9 +75,9 @@ def build_loaders(cfg: TrainConfig, info: DataInfo, prep: Prepared, fit_stats: b
     """Datasets (decoded into memory when they fit) and their loaders; `fit_stats` sets info.mean/std."""
     train_ds = SegDataset(prep.splits.train, info, transform=None, cache=cfg.cache)
     val_ds = SegDataset(prep.splits.val, info, transform=None, cache=cfg.cache)
-    if cfg.cache:
-        train_ds.preload()
-        val_ds.preload()
+    cached = cfg.cache and train_ds.preload() and val_ds.preload()
+    if not cached:  # nothing decoded every image: do it now, so a truncated file fails before epoch 1
+        verify_decodable(prep.splits.train + prep.splits.val)
     if fit_stats:
         info.mean, info.std = channel_stats(train_ds)
     train_ds.transform = train_transforms(cfg.img_size, info.mean, info.std, info.in_channels, bool(cfg.orientation_free))
@@ -136,12 +137,18 @@ def _csv_text(history: list[dict[str, Any]]) -> str:
 
 def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = None,
           resume: Optional[dict[str, Any]] = None) -> TrainResult:
-    """Train G (and D unless --gan none) on cfg.data; write the run folder; return the outcome."""
+    """Train G (and D unless --gan none) on cfg.data; write the run folder; return the outcome.
+
+    Ctrl-C raises errors.Interrupted naming the run and how to resume it.
+    """
+    with safety.interrupt_guard() as guard:
+        return _train(cfg, mcfg, callbacks, resume, guard)
+
+
+def _train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks],
+           resume: Optional[dict[str, Any]], guard: safety.RunGuard) -> TrainResult:
     cb = callbacks or NoCallbacks()
-    if cfg.gan not in ("lsgan", "vanilla", "hinge", "none"):
-        raise UserError(f"--gan '{cfg.gan}': expected lsgan, vanilla, hinge or none")
-    if cfg.epochs < 1 or cfg.batch_size < 1:
-        raise UserError("--epochs and --batch-size must be at least 1")
+    safety.check_train_options(cfg, mcfg)
     budget = parse_duration(cfg.time) if cfg.time else None
     device = select_device(cfg.device)
     precision = select_precision(cfg.precision, device)
@@ -177,8 +184,11 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
     else:
         run_dir = new_run_dir(cfg.project, cfg.name, cfg.exist_ok)
     weights = run_dir / "weights"
-    weights.mkdir(parents=True, exist_ok=True)
+    checkpoint.make_dirs(weights)
+    guard.run_dir, guard.saved_epoch = run_dir, start_epoch
     save_yaml(run_dir / "config.yaml", {"train": to_dict(cfg), "model": to_dict(mcfg), "data_info": to_dict(info)})
+    if history:  # a kill between last.pt and metrics.csv: make them agree again before going on
+        checkpoint.atomic_write_bytes(run_dir / "metrics.csv", _csv_text(history).encode())
 
     settings = StepSettings(cfg.gan, cfg.adv_weight, cfg.label_smoothing, cfg.onehot_tau)
     steps = len(train_dl)
@@ -193,6 +203,7 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
         seed_everything(cfg.seed + epoch)
         train_dl.generator.manual_seed(cfg.seed + epoch)
         cb.on_epoch_start(epoch + 1, cfg.epochs, steps)
+        guard.epoch = epoch + 1
         gen.train()
         if disc is not None:
             disc.train()
@@ -209,7 +220,10 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v
             if (i + 1) % 10 == 0 or i + 1 == steps:  # host sync only when reporting
-                cb.on_step(i + 1, {k: float(v) / (i + 1) for k, v in sums.items()})
+                means = {k: float(v) / (i + 1) for k, v in sums.items()}
+                safety.check_losses(means, epoch + 1, i + 1, run_dir, guard.saved_epoch)  # NaN sticks in the sums
+                cb.on_step(i + 1, means)
+        safety.check_model(gen, epoch + 1, run_dir, guard.saved_epoch)
         n = max(1, steps)
         row: dict[str, Any] = {"epoch": epoch + 1}
         row.update({k: float(sums[k]) / n if k in sums else float("nan") for k in ("g_loss", "g_seg", "g_adv", "d_loss")})
@@ -231,11 +245,13 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
             "history": history, "metrics": {"mIoU": metrics["mIoU"], "mDice": metrics["mDice"]},
             "elapsed": time.monotonic() - t_start, "run_dir": str(run_dir),
         }
-        if improved:
-            checkpoint.save(weights / "best.pt", state)
-        state.update(opt_g=opt_g.state_dict(), opt_d=opt_d.state_dict() if opt_d else None)
-        checkpoint.save(weights / "last.pt", state)
-        checkpoint.atomic_write_bytes(run_dir / "metrics.csv", _csv_text(history).encode())
+        with guard.saving():  # Ctrl-C waits until this epoch's files are all written
+            if improved:
+                checkpoint.save(weights / "best.pt", state)
+            state.update(opt_g=opt_g.state_dict(), opt_d=opt_d.state_dict() if opt_d else None)
+            checkpoint.save(weights / "last.pt", state)
+            checkpoint.atomic_write_bytes(run_dir / "metrics.csv", _csv_text(history).encode())
+        guard.saved_epoch = epoch + 1
         cb.on_epoch_end(row)
         if cfg.patience and bad_epochs >= cfg.patience:
             stopped = f"early stop: no improvement in {cfg.patience} epochs"
@@ -267,6 +283,9 @@ def resume_state(path: Optional[str], project: str) -> tuple[TrainConfig, ModelC
         if run is None:
             raise UserError(f"nothing to resume: no run under {project}/; pass a checkpoint path")
         ckpt_path = run / "weights" / "last.pt"
+    if not ckpt_path.is_file() and ckpt_path.name == "last.pt" and ckpt_path.parent.is_dir():
+        raise UserError(f"{ckpt_path}: not written yet (the run stopped before its first epoch ended); "
+                        "start the run again instead of resuming")
     state = checkpoint.load(ckpt_path)
     if "opt_g" not in state:
         raise UserError(f"{ckpt_path}: holds no optimizer state (a best.pt?); resume from the run's last.pt")
@@ -275,7 +294,8 @@ def resume_state(path: Optional[str], project: str) -> tuple[TrainConfig, ModelC
     run_dir = ckpt_path.parent.parent
     cfg.project, cfg.name = str(run_dir.parent), run_dir.name
     state["run_dir"] = str(run_dir)
-    if state.get("finished") or int(state["epoch"]) >= cfg.epochs:
+    early_stopped = cfg.patience and int(state.get("bad_epochs", 0)) >= cfg.patience
+    if state.get("finished") or int(state["epoch"]) >= cfg.epochs or early_stopped:
         return cfg, mcfg, None
     return cfg, mcfg, state
 

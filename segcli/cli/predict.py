@@ -34,10 +34,10 @@ def predict(
     if batch_size < 1:
         raise UserError("--batch-size must be at least 1")
     inputs, problems = collect_inputs(sources)
+    if not inputs:  # nothing to do: one line saying why
+        raise UserError("; ".join(problems) if problems else "no input images; pass image files, folders, globs or - for stdin")
     for p in problems:
         err().print(f"error: {p}", markup=False)
-    if not inputs:
-        raise UserError("no input images; pass image files, folders, globs or - for stdin")
     single = len(inputs) == 1 and output is not None and Path(output).suffix.lower() in (".png", ".tif", ".tiff", ".bmp")
     out = Path(output) if output else new_run_dir("runs/predict", name, exist_ok=False)
     plan = plan_outputs(inputs, out, single)

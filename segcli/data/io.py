@@ -40,7 +40,8 @@ def image_size(path: Path) -> tuple[int, int]:
             w, h = im.size
             orientation = im.getexif().get(0x0112, 1)
     except Exception as e:
-        raise DataError(f"{path}: cannot read image header ({type(e).__name__}: {e})") from None
+        raise DataError(f"{path}: cannot read image header ({type(e).__name__}: {e}); "
+                        "re-save it (e.g. as PNG) or remove it") from None
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
