@@ -10,7 +10,9 @@ from __future__ import annotations
 import errno
 import os
 import pickle
+import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -77,13 +79,17 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise for a file we refuse anyway
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsafe content"
-        raise ModelFileError(
-            f"{path}: refused to load: the file holds objects other than tensors and plain data "
-            f"({first[:120]}); only load checkpoints written by segcli"
-        ) from None
+        found = re.search(r"GLOBAL (\S+)", str(e))
+        if found:  # a pickle that imports code: the weights-only unpickler stopped it before anything ran
+            raise ModelFileError(
+                f"{path}: refused to load: the file would import {found.group(1)}, which a checkpoint never "
+                "needs (it may run code); nothing was executed; only load checkpoints written by segcli"
+            ) from None
+        raise ModelFileError(f"{path}: not a segcli checkpoint (not a PyTorch weights file)") from None
     except Exception as e:
         raise ModelFileError(f"{path}: not a segcli checkpoint ({type(e).__name__}: {str(e)[:120]})") from None
     if not isinstance(ckpt, dict) or "format" not in ckpt or "generator" not in ckpt:
