@@ -251,7 +251,7 @@ def _train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks],
             state.update(opt_g=opt_g.state_dict(), opt_d=opt_d.state_dict() if opt_d else None)
             checkpoint.save(weights / "last.pt", state)
             checkpoint.atomic_write_bytes(run_dir / "metrics.csv", _csv_text(history).encode())
-        guard.saved_epoch = epoch + 1
+            guard.saved_epoch = epoch + 1
         cb.on_epoch_end(row)
         if cfg.patience and bad_epochs >= cfg.patience:
             stopped = f"early stop: no improvement in {cfg.patience} epochs"
