@@ -223,7 +223,7 @@ def _train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks],
                 means = {k: float(v) / (i + 1) for k, v in sums.items()}
                 safety.check_losses(means, epoch + 1, i + 1, run_dir, guard.saved_epoch)  # NaN sticks in the sums
                 cb.on_step(i + 1, means)
-        safety.check_model(gen, epoch + 1, run_dir, guard.saved_epoch)
+        safety.check_model(gen, disc, epoch + 1, run_dir, guard.saved_epoch)
         n = max(1, steps)
         row: dict[str, Any] = {"epoch": epoch + 1}
         row.update({k: float(sums[k]) / n if k in sums else float("nan") for k in ("g_loss", "g_seg", "g_adv", "d_loss")})

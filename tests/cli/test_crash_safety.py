@@ -144,21 +144,21 @@ def test_malicious_checkpoint_runs_nothing(command: str, binary_data: Path, tmp_
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("where", ["loss", "weights"])
+@pytest.mark.parametrize("where", ["loss", "weights", "discriminator"])
 def test_divergence_stops_and_never_saves_nan(where: str, binary_data: Path, tmp_path: Path, monkeypatch) -> None:
     """From epoch 2 on the generator goes NaN: the run stops with a clear message; saved files stay finite."""
     real_step = segcli.engine.train_step
     calls = {"n": 0}
 
-    def poisoned(gen, *args, **kwargs):
+    def poisoned(gen, disc, *args, **kwargs):
         calls["n"] += 1
         if where == "loss" and calls["n"] > 2:  # 2 steps per epoch (8 train images, batch 4)
             with torch.no_grad():
                 next(gen.parameters()).fill_(float("nan"))
-        out = real_step(gen, *args, **kwargs)
-        if where == "weights" and calls["n"] == 4:  # finite losses, then NaN weights at the epoch's end
+        out = real_step(gen, disc, *args, **kwargs)
+        if where != "loss" and calls["n"] == 4:  # finite losses, then non-finite weights at the epoch's end
             with torch.no_grad():
-                next(gen.parameters()).fill_(float("inf"))
+                next((gen if where == "weights" else disc).parameters()).fill_(float("inf"))
         return out
 
     monkeypatch.setattr(segcli.engine, "train_step", poisoned)
@@ -169,7 +169,8 @@ def test_divergence_stops_and_never_saves_nan(where: str, binary_data: Path, tmp
     for name in ("best.pt", "last.pt"):
         state = checkpoint.load(run / "weights" / name)
         assert state["epoch"] == 1
-        assert all(torch.isfinite(t).all() for t in state["generator"].values() if t.is_floating_point())
+        for net in ("generator", "discriminator"):
+            assert all(torch.isfinite(t).all() for t in state[net].values() if t.is_floating_point())
     assert [row["epoch"] for row in _rows(run)] == ["1"]
 
 
