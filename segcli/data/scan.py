@@ -6,6 +6,7 @@ file is reported before the first step rather than an hour into a run.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -44,7 +45,8 @@ def _channels_from_header(path: Path) -> int:
     Other formats are decoded before training by the preload (or verify_decodable).
     """
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings(), Image.open(path) as im:
+            warnings.simplefilter("ignore")
             channels = 1 if im.mode in _GRAY_MODES else 3
             fmt = im.format
             if fmt == "PNG":
