@@ -64,6 +64,8 @@ def check_train_options(cfg: TrainConfig, mcfg: ModelConfig) -> None:
             f"--base-channels {mcfg.base_channels} with --depth {mcfg.depth} gives {mcfg.base_channels * 2**mcfg.depth} "
             f"channels at the bottom of the U-Net (at most {MAX_WIDTH}); lower one of them"
         )
+    if cfg.unlabeled and not Path(cfg.unlabeled).is_dir():
+        raise UserError(f"--unlabeled {cfg.unlabeled}: folder not found; pass a folder of images without masks")
     lookup(ENCODERS, mcfg.encoder, "encoder")
     lookup(DISCRIMINATORS, mcfg.discriminator, "discriminator")
 

@@ -33,6 +33,8 @@ def predict(
 
     if batch_size < 1:
         raise UserError("--batch-size must be at least 1")
+    if not 0.0 <= threshold <= 1.0:
+        raise UserError(f"--threshold {threshold}: a foreground probability, from 0 to 1")
     inputs, problems = collect_inputs(sources)
     if not inputs:  # nothing to do: one line saying why
         raise UserError("; ".join(problems) if problems else "no input images; pass image files, folders, globs or - for stdin")

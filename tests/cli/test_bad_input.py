@@ -195,7 +195,7 @@ def test_damaged_image_late_in_list_fails_before_training(fmt: str, cache: bool,
     ("--precision", "8", "--precision"), ("--workers", "-1", "--workers"), ("--patience", "-2", "--patience"),
     ("--adv-weight", "-0.5", "--adv-weight"), ("--adv-warmup", "-1", "--adv-warmup"),
     ("--ignore-index", "-1", "--ignore-index"), ("--gan", "wgan", "--gan"), ("--encoder", "vit", "encoder"),
-    ("--discriminator", "huge", "discriminator"), ("--time", "0", "--time"), ("--device", "tpu", "--device"),
+    ("--discriminator", "huge", "discriminator"), ("--unlabeled", "no_such_dir", "--unlabeled"), ("--time", "0", "--time"), ("--device", "tpu", "--device"),
 ])
 def test_invalid_option_values(option: str, value: str, needle: str, base: Path, tmp_path: Path) -> None:
     # after TINY, so the bad value is the one in force
@@ -292,6 +292,8 @@ def test_output_never_overwrites_an_input(trained_binary: Path, binary_data: Pat
 
 
 def test_predict_missing_and_empty_inputs(trained_binary: Path, tmp_path: Path) -> None:
+    one_error(run_cli(["predict", tmp_path, "--threshold", "7"], cwd=trained_binary), "--threshold")
+    one_error(run_cli(["predict", tmp_path, "--batch-size", "0"], cwd=trained_binary), "--batch-size")
     one_error(run_cli(["predict", tmp_path / "ghost.png", "-o", tmp_path / "o"], cwd=trained_binary), "ghost.png", "not found")
     (tmp_path / "empty").mkdir()
     one_error(run_cli(["predict", tmp_path / "empty", "-o", tmp_path / "o"], cwd=trained_binary), "empty", "no images")

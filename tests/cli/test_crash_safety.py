@@ -20,7 +20,7 @@ import segcli.engine
 from segcli import checkpoint
 from segcli.data.synthetic import make_dataset
 from tests.cli.test_bad_input import one_error
-from tests.conftest import TINY, run_cli
+from tests.conftest import TINY, CliResult, run_cli
 
 
 def _rows(run: Path) -> list[dict]:
@@ -104,19 +104,13 @@ def test_ctrl_c_keeps_last_pt_and_says_how_to_resume(binary_data: Path, tmp_path
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
-    line = one_error(run_cli_result(proc.returncode, err), "interrupted", code=130)
+    line = one_error(CliResult(proc.returncode, "", err), "interrupted", code=130)
     assert "segcli train --resume runs/train/exp" in line
     state = checkpoint.load(last)
     assert state["epoch"] >= 1 and not state.get("finished")
     assert f"holds epoch {state['epoch']}" in line
     assert len(_rows(tmp_path / "runs/train/exp")) == state["epoch"]  # metrics.csv agrees with last.pt
     assert "opt_g" in state and state["history"][-1]["epoch"] == state["epoch"]
-
-
-def run_cli_result(code: int, err: str):
-    from tests.conftest import CliResult
-
-    return CliResult(code, "", err)
 
 
 @pytest.mark.parametrize("command", ["predict", "evaluate", "export", "resume"])
