@@ -29,7 +29,9 @@ def _rows(run: Path) -> list[dict]:
 
 
 def _spawn(args: list, cwd: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")) if p))
+    path = os.pathsep.join(p for p in (str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")) if p)
+    # one thread: tiny models gain nothing from more, and spinning OpenMP threads on a busy CI box cost minutes
+    env = dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1")
     return subprocess.Popen([sys.executable, "-m", "segcli", *map(str, args)], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -45,12 +47,12 @@ def _wait_for(path: Path, proc: subprocess.Popen, limit: float = 240.0) -> None:
 
 @pytest.fixture(scope="module")
 def kill_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("kill"), count=16, size=(48, 48), classes=3, seed=4)
+    return make_dataset(tmp_path_factory.mktemp("kill"), count=12, size=(32, 32), classes=3, seed=4)
 
 
 def test_sigkill_then_resume_equals_uninterrupted_run(kill_data: Path, tmp_path: Path) -> None:
-    epochs = 6
-    common = ["train", kill_data, "--epochs", epochs, "--seed", 7, "--patience", 4, *TINY]
+    epochs = 4
+    common = ["train", kill_data, "--epochs", epochs, "--seed", 7, "--patience", 3, *TINY]
     full = _spawn(common + ["--name", "full"], tmp_path)  # the reference, alongside
     cut = _spawn(common + ["--name", "cut"], tmp_path)
     run = tmp_path / "runs/train/cut"
@@ -133,7 +135,7 @@ def test_malicious_checkpoint_runs_nothing(command: str, binary_data: Path, tmp_
     assert not marker.exists()
     # the same file through a fresh process (no test-module class around to help the unpickler)
     proc = subprocess.run([sys.executable, "-m", "segcli", *map(str, args)], cwd=tmp_path, capture_output=True,
-                          text=True, env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2])))
+                          text=True, env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]), OMP_NUM_THREADS="1"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "refused" in proc.stderr
     assert not marker.exists()
 
