@@ -7,9 +7,12 @@ predict/export rebuild the model with no architecture flags.
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
+import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +20,17 @@ import torch
 
 from segcli import CHECKPOINT_FORMAT, __version__
 from segcli.config import DataInfo, ModelConfig, from_dict
-from segcli.errors import ModelFileError, SegcliError
+from segcli.errors import ModelFileError, SegcliError, UserError
 
 
 def atomic_write(path: Path, write: Any) -> None:
     """Write via a temporary file in the same folder, fsync, then rename over `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    make_dirs(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise write_error(path, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -32,11 +38,29 @@ def atomic_write(path: Path, write: Any) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise SegcliError(f"{path}: cannot write ({e.strerror or e}); check free space and permissions") from None
+        Path(tmp).unlink(missing_ok=True)  # the previous file at `path`, if any, is untouched
+        raise write_error(path, e) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_error(path: Path, e: OSError) -> SegcliError:
+    """A one-line error for a failed write: a bad path is the user's (exit 2), a full disk is not (1)."""
+    reason = e.strerror or str(e)
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return SegcliError(f"{path}: cannot write ({reason}); free some disk space; earlier files are intact")
+    if e.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT):
+        return UserError(f"{path}: cannot write ({reason}); choose an output folder you can write to")
+    return SegcliError(f"{path}: cannot write ({reason}); check free space and permissions")
+
+
+def make_dirs(folder: Path) -> None:
+    """mkdir -p with a one-line error (e.g. a regular file stands where a folder should be)."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(Path(folder), e) from None
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -44,7 +68,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def save(path: Path, state: dict[str, Any]) -> None:
-    state = {"format": CHECKPOINT_FORMAT, "segcli_version": __version__, **state}
+    state = {"format": CHECKPOINT_FORMAT, "segcli_version": __version__,
+             **{k: v for k, v in state.items() if k != "_path"}}
     atomic_write(path, lambda f: torch.save(state, f))
 
 
@@ -54,22 +79,29 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise for a file we refuse anyway
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsafe content"
-        raise ModelFileError(
-            f"{path}: refused to load: the file holds objects other than tensors and plain data "
-            f"({first[:120]}); only load checkpoints written by segcli"
-        ) from None
+        found = re.search(r"GLOBAL (\S+)", str(e))
+        if found:  # a pickle that imports code: the weights-only unpickler stopped it before anything ran
+            raise ModelFileError(
+                f"{path}: refused to load: the file would import {found.group(1)}, which a checkpoint never "
+                "needs (it may run code); nothing was executed; only load checkpoints written by segcli"
+            ) from None
+        raise ModelFileError(f"{path}: not a segcli checkpoint (not a PyTorch weights file)") from None
     except Exception as e:
         raise ModelFileError(f"{path}: not a segcli checkpoint ({type(e).__name__}: {str(e)[:120]})") from None
     if not isinstance(ckpt, dict) or "format" not in ckpt or "generator" not in ckpt:
         raise ModelFileError(f"{path}: not a segcli checkpoint (no segcli model inside)")
+    if not isinstance(ckpt["format"], int) or not isinstance(ckpt["generator"], dict):
+        raise ModelFileError(f"{path}: not a segcli checkpoint (malformed format or weights)")
     if int(ckpt["format"]) > CHECKPOINT_FORMAT:
         raise ModelFileError(
             f"{path}: written by a newer segcli ({ckpt.get('segcli_version', '?')}, format "
             f"{ckpt['format']}); upgrade segcli to load it"
         )
+    ckpt["_path"] = str(path)  # lets later errors name the file; never saved back (see save)
     return ckpt
 
 
@@ -77,9 +109,17 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> tuple[torch.nn.Module, ModelC
     """Rebuild the generator from what the checkpoint says, weights loaded, in eval mode."""
     from segcli.models import build_generator
 
-    mcfg = from_dict(ModelConfig, ckpt["model"])
-    info = from_dict(DataInfo, ckpt["data_info"])
-    gen = build_generator(mcfg, info)
-    gen.load_state_dict(ckpt["generator"])
+    try:
+        mcfg = from_dict(ModelConfig, ckpt["model"])
+        info = from_dict(DataInfo, ckpt["data_info"])
+        gen = build_generator(mcfg, info)
+        gen.load_state_dict(ckpt["generator"])
+    except UserError:
+        raise
+    except Exception as e:  # a damaged or hand-edited checkpoint: weights that fit no model it describes
+        where = ckpt.get("_path", "checkpoint")
+        first = (str(e).strip().splitlines() or [""])[0][:150]
+        raise ModelFileError(f"{where}: not a usable segcli model ({type(e).__name__}: {first}); "
+                             "retrain or use another checkpoint") from None
     gen.eval()
     return gen, mcfg, info

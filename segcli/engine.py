@@ -15,11 +15,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from segcli import checkpoint, distributed
+from segcli import checkpoint, distributed, safety
 from segcli.config import DataInfo, ModelConfig, TrainConfig, from_dict, save_yaml, to_dict
 from segcli.data import MaskStats, Prepared, class_pixel_counts, prepare
 from segcli.data.balance import resolve_class_weights, suggest_img_size
 from segcli.data.dataset import SegDataset, SizeGroupedBatches, channel_stats
+from segcli.data.scan import verify_decodable
 from segcli.data.transforms import eval_transforms, train_transforms
 from segcli.device import Precision, describe, select_precision
 from segcli.errors import UserError
@@ -105,9 +106,9 @@ def build_loaders(cfg: TrainConfig, info: DataInfo, prep: Prepared, fit_stats: b
     ctx = ctx or distributed.Context()
     train_ds = SegDataset(prep.splits.train, info, transform=None, cache=cfg.cache)
     val_ds = SegDataset(prep.splits.val, info, transform=None, cache=cfg.cache)
-    if cfg.cache:
-        train_ds.preload()
-        val_ds.preload()
+    cached = cfg.cache and train_ds.preload() and val_ds.preload()
+    if not cached:  # nothing decoded every image: do it now, so a truncated file fails before epoch 1
+        verify_decodable(prep.splits.train + prep.splits.val)
     if fit_stats:
         info.mean, info.std = channel_stats(train_ds)
     train_ds.transform = train_transforms(cfg.img_size, info.mean, info.std, info.in_channels, bool(cfg.orientation_free))
@@ -200,22 +201,20 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
     """Train G (and D unless --gan none) on cfg.data; write the run folder; return the outcome.
 
     Under torchrun every process calls this; they train one model with DDP (segcli.distributed).
+    Ctrl-C raises errors.Interrupted naming the run and how to resume it.
     """
-    with distributed.session(cfg.device) as ctx:
-        return _train(ctx, cfg, mcfg, callbacks, resume)
+    with distributed.session(cfg.device) as ctx, safety.interrupt_guard() as guard:
+        return _train(ctx, cfg, mcfg, callbacks, resume, guard)
 
 
 def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks],
-           resume: Optional[dict[str, Any]]) -> TrainResult:
+           resume: Optional[dict[str, Any]], guard: safety.RunGuard) -> TrainResult:
     cb = (callbacks if ctx.main else None) or NoCallbacks()  # one process reports
-    if cfg.gan not in ("lsgan", "vanilla", "hinge", "none"):
-        raise UserError(f"--gan '{cfg.gan}': expected lsgan, vanilla, hinge or none")
+    safety.check_train_options(cfg, mcfg)
     if cfg.unlabeled and cfg.gan == "none":
         raise UserError("--unlabeled needs a discriminator: use --gan lsgan|vanilla|hinge, not none")
     if cfg.loss not in ("ce", "focal") or cfg.focal_gamma < 0:
         raise UserError(f"--loss '{cfg.loss}' / --focal-gamma {cfg.focal_gamma}: expected ce or focal, gamma >= 0")
-    if cfg.epochs < 0 or cfg.batch_size < 0:
-        raise UserError("--epochs and --batch-size must be positive (0 = automatic)")
     if cfg.epochs == 0:  # with --time the budget decides; the cap only bounds the schedule
         cfg.epochs = 1000 if cfg.time else 50
     budget = parse_duration(cfg.time) if cfg.time else None
@@ -261,9 +260,12 @@ def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callba
     else:  # rank 0 picks the folder (exp, exp2, ...) and tells the others
         run_dir = ctx.share(new_run_dir(cfg.project, cfg.name, cfg.exist_ok) if ctx.main else None)
     weights = run_dir / "weights"
+    guard.run_dir, guard.saved_epoch = run_dir, start_epoch
     if ctx.main:
-        weights.mkdir(parents=True, exist_ok=True)
+        checkpoint.make_dirs(weights)
         save_yaml(run_dir / "config.yaml", {"train": to_dict(cfg), "model": to_dict(mcfg), "data_info": to_dict(info)})
+        if history:  # a kill between last.pt and metrics.csv: make them agree again before going on
+            checkpoint.atomic_write_bytes(run_dir / "metrics.csv", _csv_text(history).encode())
     gen_t, disc_t = ctx.wrap(gen), ctx.wrap(disc)  # DDP after any resumed weights are loaded
 
     train_pixels = class_pixel_counts(MaskStats(pixels=prep.train_pixels), info)
@@ -286,6 +288,7 @@ def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callba
         seed_everything(cfg.seed + epoch)
         train_dl.sampler.set_epoch(epoch)
         cb.on_epoch_start(epoch + 1, cfg.epochs, steps)
+        guard.epoch = epoch + 1
         gen.train()
         if disc is not None:
             disc.train()
@@ -311,9 +314,12 @@ def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callba
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v
             if (i + 1) % 10 == 0 or i + 1 == steps:  # host sync only when reporting
-                cb.on_step(i + 1, {k: float(v) / (i + 1) for k, v in sums.items()})
+                means = {k: float(v) / (i + 1) for k, v in sums.items()}
+                safety.check_losses(means, epoch + 1, i + 1, run_dir, guard.saved_epoch)  # NaN sticks in the sums
+                cb.on_step(i + 1, means)
         if not sums:  # the budget ran out before this epoch trained at all
             break
+        safety.check_model(gen, disc, epoch + 1, run_dir, guard.saved_epoch)
         n = max(1, i + 1 if stopped else steps)
         sums = ctx.mean_values(sums)
         row: dict[str, Any] = {"epoch": epoch + 1}
@@ -349,11 +355,13 @@ def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callba
                 "elapsed": clock.elapsed(), "run_dir": str(run_dir), "data_summary": data_summary,
             }
         if validate_now and ctx.main:
-            if improved:
-                checkpoint.save(weights / "best.pt", state)
-            state.update(opt_g=opt_g.state_dict(), opt_d=opt_d.state_dict() if opt_d else None)
-            checkpoint.save(weights / "last.pt", state)
-            checkpoint.atomic_write_bytes(run_dir / "metrics.csv", _csv_text(history).encode())
+            with guard.saving():  # Ctrl-C waits until this epoch's files are all written
+                if improved:
+                    checkpoint.save(weights / "best.pt", state)
+                state.update(opt_g=opt_g.state_dict(), opt_d=opt_d.state_dict() if opt_d else None)
+                checkpoint.save(weights / "last.pt", state)
+                checkpoint.atomic_write_bytes(run_dir / "metrics.csv", _csv_text(history).encode())
+                guard.saved_epoch = epoch + 1
         cb.on_epoch_end(row)
         if stopped:
             break
@@ -387,6 +395,9 @@ def resume_state(path: Optional[str], project: str) -> tuple[TrainConfig, ModelC
         if run is None:
             raise UserError(f"nothing to resume: no run under {project}/; pass a checkpoint path")
         ckpt_path = run / "weights" / "last.pt"
+    if not ckpt_path.is_file() and ckpt_path.name == "last.pt" and ckpt_path.parent.is_dir():
+        raise UserError(f"{ckpt_path}: not written yet (the run stopped before its first epoch ended); "
+                        "start the run again instead of resuming")
     state = checkpoint.load(ckpt_path)
     if "opt_g" not in state:
         raise UserError(f"{ckpt_path}: holds no optimizer state (a best.pt?); resume from the run's last.pt")
@@ -395,7 +406,8 @@ def resume_state(path: Optional[str], project: str) -> tuple[TrainConfig, ModelC
     run_dir = ckpt_path.parent.parent
     cfg.project, cfg.name = str(run_dir.parent), run_dir.name
     state["run_dir"] = str(run_dir)
-    if state.get("finished") or int(state["epoch"]) >= cfg.epochs:
+    early_stopped = cfg.patience and int(state.get("bad_epochs", 0)) >= cfg.patience
+    if state.get("finished") or int(state["epoch"]) >= cfg.epochs or early_stopped:
         return cfg, mcfg, None
     return cfg, mcfg, state
 

@@ -27,3 +27,13 @@ class DataError(UserError):
 
 class ModelFileError(UserError):
     """A model file is not a segcli checkpoint or cannot be used."""
+
+
+class TrainingDiverged(SegcliError):
+    """Losses or weights became NaN/inf; the last good checkpoint is kept."""
+
+
+class Interrupted(SegcliError):
+    """Ctrl-C: the run stopped at a resumable point (exit 130, the shell's code for SIGINT)."""
+
+    exit_code = 130

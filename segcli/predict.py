@@ -53,6 +53,8 @@ def collect_inputs(sources: list[str], stdin: Optional[Iterable[str]] = None) ->
             if not found:
                 problems.append(f"{src}: pattern matches no images")
             paths += found
+        elif not Path(src).exists():
+            problems.append(f"{src}: file not found")
         else:
             paths.append(Path(src))
     seen: set[Path] = set()
@@ -67,11 +69,9 @@ def collect_inputs(sources: list[str], stdin: Optional[Iterable[str]] = None) ->
 
 def plan_outputs(inputs: list[Path], out: Path, single_file: bool) -> dict[Path, Path]:
     """Where each input's mask goes: `out` itself for one input with a file name, else out/<stem>.png."""
-    if single_file:
-        return {inputs[0]: out}
-    plan: dict[Path, Path] = {}
+    plan: dict[Path, Path] = {inputs[0]: out} if single_file else {}
     used: set[str] = set()
-    for p in inputs:
+    for p in inputs if not single_file else []:
         stem, n = p.stem, 2
         while stem in used:  # same stem from two folders: keep both
             stem, n = f"{p.stem}_{n}", n + 1

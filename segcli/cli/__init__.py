@@ -90,6 +90,11 @@ def main(argv: list[str] | None = None) -> None:
         if DEBUG:
             raise
         _fail("interrupted", 130)
+    except OSError as e:  # a path the core did not wrap: still one line naming the file
+        if DEBUG:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        _fail(f"{where}{e.strerror or e}; check the path, free disk space and permissions", 1)
     except Exception as e:  # a bug or an environment problem: still one line unless --debug
         if DEBUG:
             raise

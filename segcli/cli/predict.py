@@ -35,12 +35,14 @@ def predict(
 
     if batch_size < 1:
         raise UserError("--batch-size must be at least 1")
+    if not 0.0 <= threshold <= 1.0:
+        raise UserError(f"--threshold {threshold}: a foreground probability, from 0 to 1")
     part = shard_spec(shard)
     inputs, problems = collect_inputs(sources)
+    if not inputs:  # nothing to do: one line saying why
+        raise UserError("; ".join(problems) if problems else "no input images; pass image files, folders, globs or - for stdin")
     for p in problems:
         err().print(f"error: {p}", markup=False)
-    if not inputs:
-        raise UserError("no input images; pass image files, folders, globs or - for stdin")
     single = len(inputs) == 1 and output is not None and Path(output).suffix.lower() in (".png", ".tif", ".tiff", ".bmp")
     # shards share one output folder; names are planned over all (sorted) inputs so parts never collide
     if part is not None:

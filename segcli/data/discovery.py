@@ -67,7 +67,12 @@ def read_classes(root: Path) -> list[str]:
     path = root / "classes.txt"
     if not path.is_file():
         return []
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError) as e:
+        raise DataError(f"{path}: cannot read class names ({type(e).__name__}); save it as UTF-8 text, "
+                        "one class name per line") from None
+    names = [line.strip() for line in text.splitlines()]
     while names and not names[-1]:
         names.pop()
     if not names or any(not n for n in names):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,15 @@ def is_image_file(path: Path) -> bool:
 
 def _open(path: Path, what: str) -> Image.Image:
     try:
-        im = Image.open(path)
-        im.load()
-        return ImageOps.exif_transpose(im)
+        with warnings.catch_warnings(record=True) as caught:  # PIL warns (not raises) on some damage
+            warnings.simplefilter("always")
+            im = Image.open(path)
+            im.load()
+            im = ImageOps.exif_transpose(im)
+        truncated = [w for w in caught if "truncated" in str(w.message).lower()]
+        if truncated:  # e.g. a cut TIFF decodes with missing rows: refuse rather than learn from zeros
+            raise OSError(str(truncated[0].message))
+        return im
     except FileNotFoundError:
         raise DataError(f"{path}: {what} not found") from None
     except Exception as e:  # PIL raises many types for broken files
@@ -36,11 +43,13 @@ def _open(path: Path, what: str) -> Image.Image:
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) from the header alone, EXIF orientation applied."""
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings(), Image.open(path) as im:
+            warnings.simplefilter("ignore")  # damaged EXIF: orientation 1, the rest is checked on decode
             w, h = im.size
             orientation = im.getexif().get(0x0112, 1)
     except Exception as e:
-        raise DataError(f"{path}: cannot read image header ({type(e).__name__}: {e})") from None
+        raise DataError(f"{path}: cannot read image header ({type(e).__name__}: {e}); "
+                        "re-save it (e.g. as PNG) or remove it") from None
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 

@@ -6,6 +6,7 @@ file is reported before the first step rather than an hour into a run.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -37,11 +38,45 @@ class MaskStats:
 
 
 def _channels_from_header(path: Path) -> int:
+    """Channels from the header, plus a cheap integrity check that needs no decoding.
+
+    PNG: verify() walks every chunk and checks its CRC. JPEG: the file must end with the EOI
+    marker; when it doesn't (a trailer, or truncation) the image is decoded to decide.
+    Other formats are decoded before training by the preload (or verify_decodable).
+    """
     try:
-        with Image.open(path) as im:
-            return 1 if im.mode in _GRAY_MODES else 3
+        with warnings.catch_warnings(), Image.open(path) as im:
+            warnings.simplefilter("ignore")
+            channels = 1 if im.mode in _GRAY_MODES else 3
+            fmt = im.format
+            if fmt == "PNG":
+                im.verify()
+        if fmt == "JPEG" and not _ends_with_eoi(path):
+            with Image.open(path) as im:
+                im.load()
     except Exception as e:
-        raise DataError(f"{path}: cannot read image header ({type(e).__name__}: {e})") from None
+        raise DataError(f"{path}: damaged or not an image ({type(e).__name__}: {e}); "
+                        "re-save it (e.g. as PNG) or remove it") from None
+    return channels
+
+
+def _ends_with_eoi(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        f.seek(max(0, f.tell() - 64))
+        return b"\xff\xd9" in f.read().rstrip(b"\x00\r\n ")[-2:]
+
+
+def verify_decodable(samples: list[Sample], threads: int = 4) -> None:
+    """Decode every image once (nothing kept): for runs that don't preload, so a damaged file
+    fails now rather than epochs later. Masks were fully read by the scan already."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from segcli.data.io import read_image
+
+    with ThreadPoolExecutor(threads) as pool:  # PIL decoders release the GIL
+        for _ in pool.map(lambda s: read_image(s.image).shape, samples):
+            pass
 
 
 def scan_samples(samples: list[Sample], stats: Optional[MaskStats] = None) -> MaskStats:
@@ -80,6 +115,11 @@ def infer_info(
     binary = labelled <= {0, 255} or labelled <= {0, 1}
     if classes and len(classes) > 2:
         binary = False
+    if classes and len(classes) > 2 and values and values <= {0, 255} and ignore_index is None:
+        raise DataError(
+            f"{classes_file}: names {len(classes)} classes but every mask holds only 0 and 255 (binary); "
+            "list 2 classes, or fix the masks to hold class indices 0..K-1"
+        )
     if not binary and ignore_index is None:
         ignore_index = 255  # the contract's default for multi-class data
         labelled.discard(255)
