@@ -9,30 +9,34 @@ from typing import Optional
 import typer
 
 from segcli.cli import app
+from segcli.cli import options as opt
 
 
 @app.command()
 def predict(
     sources: list[str] = typer.Argument(..., help="Image files, folders, quoted globs, or - for paths on stdin."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint (.pt) or exported .onnx; default: newest run's best.pt."),
+    model: Optional[str] = opt.MODEL,
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Mask file (one input) or folder; default runs/predict/NAME."),
     overlay: bool = typer.Option(False, "--overlay", help="Also write <stem>_overlay.png: the mask blended over the image."),
-    batch_size: int = typer.Option(4, "--batch-size", "-b", help="Images per forward pass."),
-    threshold: float = typer.Option(0.5, help="Foreground probability threshold (binary models)."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N | mps"),
-    precision: str = typer.Option("auto", help="auto | 32 | bf16 | 16"),
+    save_probs: bool = typer.Option(False, "--save-probs", help="Also write <stem>_probs.npy: float16 probabilities (C, H, W)."),
+    batch_size: int = opt.BATCH_SIZE,
+    threshold: float = opt.THRESHOLD,
+    tile: Optional[int] = opt.TILE,
+    no_tile: bool = opt.NO_TILE,
+    overlap: float = opt.OVERLAP,
+    tta: bool = opt.TTA,
+    device: str = opt.DEVICE,
+    precision: str = opt.PRECISION,
     name: str = typer.Option("exp", help="Folder name under runs/predict/ when -o is not given."),
     json_out: bool = typer.Option(False, "--json", help="One JSON line per input on stdout."),
 ) -> None:
     """Predict masks (8-bit 0/255 for binary, palette PNG of class indices otherwise)."""
     from segcli.console import err, info
     from segcli.errors import UserError
-    from segcli.inference import load_predictor, resolve_model
+    from segcli.inference import configure, load_predictor, resolve_model
     from segcli.predict import collect_inputs, plan_outputs, run_predict
     from segcli.runs import new_run_dir
 
-    if batch_size < 1:
-        raise UserError("--batch-size must be at least 1")
     inputs, problems = collect_inputs(sources)
     for p in problems:
         err().print(f"error: {p}", markup=False)
@@ -42,16 +46,18 @@ def predict(
     out = Path(output) if output else new_run_dir("runs/predict", name, exist_ok=False)
     plan = plan_outputs(inputs, out, single)
     predictor = load_predictor(resolve_model(model), device, precision)
-    predictor.threshold = threshold
+    configure(predictor, tile, no_tile, overlap, tta, threshold, batch_size)
 
     def report(res) -> None:
         if json_out:
             print(json.dumps({"input": str(res.input), "output": str(res.output) if res.output else None,
+                              "overlay": str(res.overlay) if res.overlay else None,
+                              "probs": str(res.probs) if res.probs else None,
                               "seconds": res.seconds, "fractions": res.fractions, "error": res.error}), flush=True)
         if res.error:
             err().print(f"error: {res.error}", markup=False)
 
-    results = run_predict(predictor, inputs, plan, overlay, batch_size, report)
+    results = run_predict(predictor, inputs, plan, overlay, save_probs, report)
     failed = [r for r in results if r.error]
     info(f"{len(results) - len(failed)} mask(s) written to {out}")
     if failed or problems:
