@@ -24,6 +24,8 @@ def _open(path: Path, what: str) -> Image.Image:
     try:
         im = Image.open(path)
         im.load()
+        if im.getexif().get(0x0112, 1) in (0, 1):  # upright already: skip exif_transpose's full copy
+            return im
         return ImageOps.exif_transpose(im)
     except FileNotFoundError:
         raise DataError(f"{path}: {what} not found") from None
@@ -58,9 +60,9 @@ def read_image(path: Path) -> np.ndarray:
         else:  # arbitrary range: stretch to 16 bits
             arr = ((arr - lo) / max(hi - lo, 1e-12) * 65535).astype(np.uint16)
     elif mode in ("1", "L", "LA"):
-        arr = np.asarray(im.convert("L"))
+        arr = np.asarray(im if mode == "L" else im.convert("L"))
     else:
-        arr = np.asarray(im.convert("RGB"))
+        arr = np.asarray(im if mode == "RGB" else im.convert("RGB"))
     if arr.ndim == 2:
         arr = arr[:, :, None]
     return np.ascontiguousarray(arr)
