@@ -238,3 +238,19 @@ def test_onnx_model_gets_tiling_too(fitted_binary: Path, tmp_path: Path) -> None
         assert r.code == 0, r.err
     a, b = (np.array(Image.open(tmp_path / f"{t}.png")) for t in ("pt", "onnx"))
     assert (a == b).mean() > 0.999 and 0.05 < (a == 255).mean() < 0.95
+
+
+def test_onnx_tiled_tta_predict_never_imports_torch(trained_binary: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    r = run_cli(["export", "--format", "onnx", "-o", tmp_path / "m.onnx"], cwd=trained_binary)
+    assert r.code == 0, r.err
+    img = _big_image(tmp_path / "big.png", (150, 140), seed=6)
+    code = ("import sys\nfrom segcli.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    assert not e.code, e.code\nprint('torch' in sys.modules)")
+    args = ["predict", str(img), "--model", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "o.png"),
+            "--tile", "64", "--tta", "--overlay", "--save-probs"]
+    p = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=trained_binary)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "False" and (tmp_path / "o_probs.npy").is_file()
