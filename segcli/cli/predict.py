@@ -42,7 +42,10 @@ def predict(
         err().print(f"error: {p}", markup=False)
     if not inputs:
         raise UserError("no input images; pass image files, folders, globs or - for stdin")
-    single = len(inputs) == 1 and output is not None and Path(output).suffix.lower() in (".png", ".tif", ".tiff", ".bmp")
+    names_file = output is not None and Path(output).suffix.lower() in (".png", ".tif", ".tiff", ".bmp")
+    if names_file and len(inputs) > 1 and not Path(output).is_dir():
+        raise UserError(f"-o {output}: names one file but there are {len(inputs)} inputs; pass a folder")
+    single = names_file and len(inputs) == 1
     out = Path(output) if output else new_run_dir("runs/predict", name, exist_ok=False)
     plan = plan_outputs(inputs, out, single)
     predictor = load_predictor(resolve_model(model), device, precision)

@@ -254,3 +254,8 @@ def test_onnx_tiled_tta_predict_never_imports_torch(trained_binary: Path, tmp_pa
     p = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=trained_binary)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "False" and (tmp_path / "o_probs.npy").is_file()
+
+
+def test_file_output_with_many_inputs_is_an_error(trained_binary: Path, binary_data: Path, tmp_path: Path) -> None:
+    r = run_cli(["predict", binary_data / "images", "-o", tmp_path / "mask.png"], cwd=trained_binary)
+    assert r.code == 2 and "pass a folder" in r.err and not (tmp_path / "mask.png").exists()
