@@ -24,6 +24,8 @@ class DataInfo:
     ignore_index: Optional[int] = None
     # Binary data keeps masks as {0, 255} on disk; the model has one output channel.
     binary: bool = True
+    # RGB per class from classes.txt (`name R G B`); [] = segcli's default palette.
+    colors: list[list[int]] = field(default_factory=list)
 
     @property
     def out_channels(self) -> int:

@@ -18,6 +18,8 @@ from segcli.data.io import to_channels, to_float
 from segcli.errors import ModelFileError
 
 Backend = Callable[[np.ndarray], np.ndarray]
+# Allocates a float16 array of the given shape for probabilities (in memory or a .npy memmap).
+ProbsAlloc = Callable[[tuple[int, ...]], np.ndarray]
 
 
 class TorchBackend:
@@ -31,42 +33,69 @@ class TorchBackend:
         self.precision = select_precision(precision, self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        self.gen = gen.to(self.device).eval()
+        # channels_last: oneDNN (CPU) and cuDNN pick faster convolution kernels for it
+        self.gen = gen.to(self.device, memory_format=torch.channels_last).eval()
         self.binary = gen.head.out_channels == 1
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         torch = self.torch
         with torch.inference_mode(), self.precision.autocast():
             x = torch.from_numpy(batch).to(self.device, non_blocking=True)
-            logits = self.gen(x).float()
+            logits = self.gen(x.contiguous(memory_format=torch.channels_last)).float()
             probs = torch.sigmoid(logits) if self.binary else logits.softmax(1)
-        return probs.cpu().numpy()
+        return probs.contiguous().cpu().numpy()
 
 
 @dataclass
 class Predictor:
+    """How to turn a decoded image into probabilities and labels, whatever the backend.
+
+    Tiling, test-time augmentation and thresholding live here, above the backend, so an
+    ONNX model gets them exactly as a torch checkpoint does.
+    """
+
     backend: Backend
     info: DataInfo
     size_multiple: int = 16
     meta: dict[str, Any] = field(default_factory=dict)
     threshold: float = 0.5
+    tta: bool = False
+    tile: Optional[int] = None  # None = automatic, 0 = never, N = N-pixel tiles
+    overlap: float = 0.25
+    batch_size: int = 4
+    train_size: Optional[int] = None  # the training patch side, when the model says
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         """Decoded HxWxC image to a normalised CxHxW float32 array."""
         x = to_float(to_channels(image, self.info.in_channels))
-        x = (x - np.asarray(self.info.mean, np.float32)) / np.asarray(self.info.std, np.float32)
+        x -= np.asarray(self.info.mean, np.float32)
+        x /= np.asarray(self.info.std, np.float32)
         return np.ascontiguousarray(x.transpose(2, 0, 1))
 
-    def probs(self, batch: list[np.ndarray]) -> list[np.ndarray]:
-        """Preprocessed same-size CxHxW arrays to probabilities at their own size."""
-        h, w = batch[0].shape[-2:]
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        h, w = x.shape[-2:]
         m = self.size_multiple
         ph, pw = (-h) % m, (-w) % m
-        x = np.stack(batch)
         if ph or pw:  # zero after normalisation = the mean intensity, as the model pads
             x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)))
         out = self.backend(x)
-        return [p[:, :h, :w] for p in out]
+        return out[:, :, :h, :w] if (ph or pw) else out
+
+    def probs(self, batch: list[np.ndarray]) -> list[np.ndarray]:
+        """Preprocessed same-size CxHxW arrays to probabilities at their own size.
+
+        With `tta`, the mean over the image and its horizontal, vertical and double flips
+        (nnU-Net's mirroring): 4x the compute for smoother, more reliable probabilities.
+        """
+        x = np.stack(batch)
+        out = self._forward(x)
+        if self.tta:
+            out = out.astype(np.float32, copy=True)
+            for axes in ((3,), (2,), (2, 3)):
+                flipped = np.ascontiguousarray(np.flip(x, axes))
+                out += np.flip(self._forward(flipped), axes)
+            out /= 4.0
+        return list(out)
 
     def labels(self, probs: np.ndarray) -> np.ndarray:
         """Probabilities (C'xHxW) to class labels (HxW uint8)."""
@@ -74,10 +103,63 @@ class Predictor:
             return (probs[0] > self.threshold).astype(np.uint8)
         return probs.argmax(0).astype(np.uint8)
 
+    def tile_for(self, h: int, w: int) -> int:
+        """Tile side for an HxW image (0: whole image in one pass)."""
+        from segcli.tiling import choose_tile
+
+        return choose_tile(h, w, self.tile, self.train_size, self.size_multiple)
+
+    def segment(
+        self, image: np.ndarray, probs_out: Optional[ProbsAlloc] = None,
+    ) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """One decoded image to (labels HxW uint8, float16 C'xHxW probabilities or None).
+
+        Probabilities are kept only when `probs_out` is given: it allocates the float16
+        array (e.g. a memory-mapped .npy file) so a huge image's never sit in RAM.
+        """
+        h, w = image.shape[:2]
+        tile = self.tile_for(h, w)
+        if not tile:
+            p = self.probs([self.preprocess(image)])[0]
+            return self.labels(p), (_store(p, probs_out) if probs_out else None)
+        from segcli.tiling import sliding_window
+
+        labels = np.empty((h, w), np.uint8)
+        kept: list[Optional[np.ndarray]] = [None]
+
+        def sink(y0: int, y1: int, rows: np.ndarray) -> None:
+            labels[y0:y1] = self.labels(rows)
+            if probs_out is not None:
+                if kept[0] is None:
+                    kept[0] = probs_out((rows.shape[0], h, w))
+                kept[0][:, y0:y1] = rows
+
+        def tiles(crops: list[np.ndarray]) -> list[np.ndarray]:
+            return self.probs([self.preprocess(c) for c in crops])
+
+        sliding_window(image, tiles, tile, sink, self.overlap, self.batch_size)
+        return labels, kept[0]
+
+    def segment_batch(self, images: list[np.ndarray], keep_probs: bool = False) -> list[tuple[np.ndarray, Optional[np.ndarray]]]:
+        """Same-size images that need no tiling, in one forward pass."""
+        out = self.probs([self.preprocess(im) for im in images])
+        return [(self.labels(p), p.astype(np.float16) if keep_probs else None) for p in out]
+
     def predict(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One decoded image to (labels HxW, probabilities C'xHxW)."""
-        p = self.probs([self.preprocess(image)])[0]
-        return self.labels(p), p
+        """One decoded image to (labels HxW, float16 probabilities C'xHxW)."""
+        labels, p = self.segment(image, _in_memory)
+        assert p is not None
+        return labels, p
+
+
+def _in_memory(shape: tuple[int, ...]) -> np.ndarray:
+    return np.empty(shape, np.float16)
+
+
+def _store(p: np.ndarray, alloc: ProbsAlloc) -> np.ndarray:
+    out = alloc(p.shape)
+    out[...] = p
+    return out
 
 
 def load_predictor(path: str | Path, device: str = "auto", precision: str = "auto") -> Predictor:
@@ -86,13 +168,26 @@ def load_predictor(path: str | Path, device: str = "auto", precision: str = "aut
     if path.suffix.lower() == ".onnx":
         from segcli.export import onnx_predictor
 
-        return onnx_predictor(path)
-    from segcli import checkpoint
+        pred = onnx_predictor(path)
+    else:
+        from segcli import checkpoint
 
-    ckpt = checkpoint.load(path)
-    gen, mcfg, info = checkpoint.model_from_checkpoint(ckpt)
-    meta = {"model": mcfg, "train": ckpt.get("train", {}), "metrics": ckpt.get("metrics", {})}
-    return Predictor(TorchBackend(gen, device, precision), info, gen.size_multiple, meta)
+        ckpt = checkpoint.load(path)
+        gen, mcfg, info = checkpoint.model_from_checkpoint(ckpt)
+        meta = {"model": mcfg, "train": ckpt.get("train", {}), "metrics": ckpt.get("metrics", {})}
+        pred = Predictor(TorchBackend(gen, device, precision), info, gen.size_multiple, meta)
+    pred.train_size = _train_size(pred.meta)
+    return pred
+
+
+def _train_size(meta: dict[str, Any]) -> Optional[int]:
+    """The training patch side from a checkpoint's train config or an export's metadata."""
+    train = meta.get("train") if isinstance(meta.get("train"), dict) else {}
+    size = meta.get("img_size") or train.get("img_size")
+    try:
+        return int(size) if size and int(size) > 0 else None
+    except (TypeError, ValueError):
+        return None
 
 
 def resolve_model(model: Optional[str]) -> Path:
@@ -106,3 +201,26 @@ def resolve_model(model: Optional[str]) -> Path:
     if not p.is_file():
         raise ModelFileError(f"{p}: model file not found")
     return p
+
+
+def configure(
+    predictor: Predictor, tile: Optional[int] = None, no_tile: bool = False, overlap: float = 0.25,
+    tta: bool = False, threshold: float = 0.5, batch_size: int = 4,
+) -> Predictor:
+    """Apply the inference options predict and evaluate share, checking their values."""
+    from segcli.errors import UserError
+
+    if tile is not None and no_tile:
+        raise UserError("--tile and --no-tile contradict each other; pass one")
+    if tile is not None and tile < 2 * predictor.size_multiple:
+        raise UserError(f"--tile {tile}: must be at least {2 * predictor.size_multiple} pixels for this model")
+    if not 0.0 <= overlap <= 0.9:
+        raise UserError(f"--overlap {overlap}: must be between 0 and 0.9 (fraction of a tile)")
+    if not 0.0 < threshold < 1.0:
+        raise UserError(f"--threshold {threshold}: must be between 0 and 1")
+    if batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    predictor.tile = 0 if no_tile else tile
+    predictor.overlap, predictor.tta = overlap, tta
+    predictor.threshold, predictor.batch_size = threshold, batch_size
+    return predictor

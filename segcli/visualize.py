@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional, Sequence
+
 import numpy as np
 
 _BASE = [
@@ -12,41 +14,49 @@ _BASE = [
 ]
 
 
-def palette(num_classes: int = 256) -> np.ndarray:
-    """(256, 3) uint8: distinct colours for the first classes, then a deterministic spread."""
+def palette(colors: Optional[Sequence[Sequence[int]]] = None) -> np.ndarray:
+    """(256, 3) uint8: the given class colours first (from classes.txt), then distinct
+    defaults, then a deterministic spread; 255 (ignore) is white."""
     pal = np.zeros((256, 3), np.uint8)
     pal[: len(_BASE)] = _BASE
     rng = np.random.default_rng(0)
     pal[len(_BASE) :] = rng.integers(40, 256, (256 - len(_BASE), 3))
     pal[255] = (255, 255, 255)  # ignore
+    if colors:
+        pal[: len(colors)] = np.asarray(colors, np.uint8).reshape(-1, 3)
     return pal
 
 
-def colorize(labels: np.ndarray, binary: bool) -> np.ndarray:
+def colorize(labels: np.ndarray, binary: bool, colors: Optional[Sequence[Sequence[int]]] = None) -> np.ndarray:
     """HxW labels to HxWx3 colours; binary foreground is white."""
     if binary:
         out = np.zeros(labels.shape + (3,), np.uint8)
         out[labels == 1] = 255
         out[labels == 255] = (128, 128, 128)
         return out
-    return palette()[labels]
+    return palette(colors)[labels]
 
 
-def overlay(image: np.ndarray, labels: np.ndarray, binary: bool, alpha: float = 0.45) -> np.ndarray:
-    """The image (HxWxC uint8/16) with the mask's colours blended over non-background pixels."""
-    img = image.astype(np.float32)
-    if image.dtype == np.uint16:
-        img = img / 257.0
-    if img.shape[2] == 1:
-        img = np.repeat(img, 3, axis=2)
+def overlay(image: np.ndarray, labels: np.ndarray, binary: bool, alpha: float = 0.45,
+            colors: Optional[Sequence[Sequence[int]]] = None, rows: int = 512) -> np.ndarray:
+    """The image (HxWxC uint8/16) with the mask's colours blended over non-background pixels.
+
+    Works through `rows` rows at a time so a huge image needs no full-size float copies.
+    """
+    pal = palette(colors).astype(np.float32)
     if binary:
-        colours = np.zeros(labels.shape + (3,), np.float32)
-        colours[labels == 1] = (255, 40, 40)
-    else:
-        colours = palette()[labels].astype(np.float32)
-    fg = (labels > 0)[..., None]
-    out = np.where(fg, (1 - alpha) * img + alpha * colours, img)
-    return out.clip(0, 255).astype(np.uint8)
+        pal[1] = colors[1] if colors and len(colors) > 1 else (255, 40, 40)
+    out = np.empty(labels.shape + (3,), np.uint8)
+    for y in range(0, labels.shape[0], rows):
+        img = image[y : y + rows].astype(np.float32)
+        if image.dtype == np.uint16:
+            img /= 257.0
+        if img.shape[2] == 1:
+            img = np.repeat(img, 3, axis=2)
+        lab = labels[y : y + rows]
+        blend = (1 - alpha) * img + alpha * pal[lab]
+        out[y : y + rows] = np.where((lab > 0)[..., None], blend, img).clip(0, 255).astype(np.uint8)
+    return out
 
 
 def to_display(image: np.ndarray) -> np.ndarray:

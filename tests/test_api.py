@@ -24,7 +24,7 @@ def test_predict_accepts_path_pil_and_array(trained_multi: Path, multiclass_data
     assert a.shape == (40, 56) and a.dtype == np.uint8 and a.max() < 4
     assert (a == b).all() and (a == c).all() and (a == d).mean() > 0.99
     mask, probs = model.predict(str(img), probs=True)
-    assert probs.shape == (4, 40, 56) and np.allclose(probs.sum(0), 1, atol=1e-4)
+    assert probs.shape == (4, 40, 56) and np.allclose(probs.sum(0), 1, atol=2e-3)  # float16 probabilities
     assert (probs.argmax(0) == mask).all()
 
 

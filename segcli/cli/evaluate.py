@@ -3,33 +3,44 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Optional
 
 import typer
 
 from segcli.cli import app
+from segcli.cli import options as opt
 
 
 @app.command()
 def evaluate(
     data: str = typer.Argument(..., help="Folder with images/+masks/, or a split dataset (test/, else val/)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint (.pt) or .onnx; default: newest run's best.pt."),
+    model: Optional[str] = opt.MODEL,
     ignore_index: Optional[int] = typer.Option(None, help="Mask value to ignore (default: the model's)."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N | mps"),
-    precision: str = typer.Option("auto", help="auto | 32 | bf16 | 16"),
+    save_dir: Optional[str] = typer.Option(None, "--save-dir", help="Write the predicted masks (masks/), confusion_matrix.png and metrics.json here."),
+    batch_size: int = opt.BATCH_SIZE,
+    threshold: float = opt.THRESHOLD,
+    tile: Optional[int] = opt.TILE,
+    no_tile: bool = opt.NO_TILE,
+    overlap: float = opt.OVERLAP,
+    tta: bool = opt.TTA,
+    device: str = opt.DEVICE,
+    precision: str = opt.PRECISION,
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else there."),
 ) -> None:
     """Score a model: per-class and mean IoU and Dice, pixel accuracy, precision, recall."""
-    from segcli.console import fmt, out
+    from segcli.console import fmt, info, out
     from segcli.data import eval_samples
     from segcli.evaluate import run_evaluate
-    from segcli.inference import load_predictor, resolve_model
+    from segcli.inference import configure, load_predictor, resolve_model
 
     samples = eval_samples(data)
     path = resolve_model(model)
-    predictor = load_predictor(path, device, precision)
-    result = run_evaluate(predictor, samples, ignore_index)
+    predictor = configure(load_predictor(path, device, precision), tile, no_tile, overlap, tta, threshold, batch_size)
+    result = run_evaluate(predictor, samples, ignore_index, Path(save_dir) if save_dir else None)
     result["model"] = str(path)
+    if save_dir:
+        info(f"masks, confusion_matrix.png and metrics.json written to {save_dir}")
     if json_out:
         print(json.dumps(result))
         return
@@ -39,9 +50,10 @@ def evaluate(
     for col in ("class", "IoU", "Dice", "precision", "recall", "pixels"):
         table.add_column(col, justify="left" if col == "class" else "right")
     for row in result["per_class"]:
-        absent = row["iou"] is None
-        table.add_row(row["name"], *(["absent"] * 4 if absent else [fmt(row[k]) for k in ("iou", "dice", "precision", "recall")]), str(row["pixels"]))
+        cells = ["absent"] * 4 if row["absent"] else [fmt(row[k]) for k in ("iou", "dice", "precision", "recall")]
+        table.add_row(row["name"], *cells, str(row["pixels"]))
     table.add_section()
     table.add_row("mean", fmt(result["mIoU"]), fmt(result["mDice"]), "", "", "")
     out().print(table)
-    out().print(f"pixel accuracy {fmt(result['pixel_accuracy'])}")
+    out().print(f"pixel accuracy {fmt(result['pixel_accuracy'])}"
+                + (f"; ignore index {result['ignore_index']}" if result["ignore_index"] is not None else ""))

@@ -9,18 +9,24 @@ from typing import Optional
 import typer
 
 from segcli.cli import app
+from segcli.cli import options as opt
 
 
 @app.command()
 def predict(
     sources: list[str] = typer.Argument(..., help="Image files, folders, quoted globs, or - for paths on stdin."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint (.pt) or exported .onnx; default: newest run's best.pt."),
+    model: Optional[str] = opt.MODEL,
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Mask file (one input) or folder; default runs/predict/NAME."),
     overlay: bool = typer.Option(False, "--overlay", help="Also write <stem>_overlay.png: the mask blended over the image."),
-    batch_size: int = typer.Option(4, "--batch-size", "-b", help="Images per forward pass."),
-    threshold: float = typer.Option(0.5, help="Foreground probability threshold (binary models)."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N | mps"),
-    precision: str = typer.Option("auto", help="auto | 32 | bf16 | 16"),
+    save_probs: bool = typer.Option(False, "--save-probs", help="Also write <stem>_probs.npy: float16 probabilities (C, H, W)."),
+    batch_size: int = opt.BATCH_SIZE,
+    threshold: float = opt.THRESHOLD,
+    tile: Optional[int] = opt.TILE,
+    no_tile: bool = opt.NO_TILE,
+    overlap: float = opt.OVERLAP,
+    tta: bool = opt.TTA,
+    device: str = opt.DEVICE,
+    precision: str = opt.PRECISION,
     name: str = typer.Option("exp", help="Folder name under runs/predict/ when -o is not given."),
     json_out: bool = typer.Option(False, "--json", help="One JSON line per input on stdout."),
     shard: Optional[str] = typer.Option(None, "--shard", help="I/N: only the I-th (0-based) of N disjoint parts of the sorted inputs; under torchrun: RANK/WORLD_SIZE."),
@@ -28,7 +34,7 @@ def predict(
     """Predict masks (8-bit 0/255 for binary, palette PNG of class indices otherwise)."""
     from segcli.console import err, info
     from segcli.errors import UserError
-    from segcli.inference import load_predictor, resolve_model
+    from segcli.inference import configure, load_predictor, resolve_model
     from segcli.predict import collect_inputs, plan_outputs, run_predict
     from segcli.ranks import local_device, shard as take_shard, shard_spec
     from segcli.runs import new_run_dir
@@ -43,7 +49,10 @@ def predict(
         raise UserError("; ".join(problems) if problems else "no input images; pass image files, folders, globs or - for stdin")
     for p in problems:
         err().print(f"error: {p}", markup=False)
-    single = len(inputs) == 1 and output is not None and Path(output).suffix.lower() in (".png", ".tif", ".tiff", ".bmp")
+    names_file = output is not None and Path(output).suffix.lower() in (".png", ".tif", ".tiff", ".bmp")
+    if names_file and len(inputs) > 1 and not Path(output).is_dir():
+        raise UserError(f"-o {output}: names one file but there are {len(inputs)} inputs; pass a folder")
+    single = names_file and len(inputs) == 1
     # shards share one output folder; names are planned over all (sorted) inputs so parts never collide
     if part is not None:
         inputs = sorted(inputs, key=str)
@@ -53,16 +62,18 @@ def predict(
         inputs = take_shard(inputs, *part)
         info(f"shard {part[0]}/{part[1]}: {len(inputs)} of {len(plan)} input(s)")
     predictor = load_predictor(resolve_model(model), local_device(device), precision)
-    predictor.threshold = threshold
+    configure(predictor, tile, no_tile, overlap, tta, threshold, batch_size)
 
     def report(res) -> None:
         if json_out:
             print(json.dumps({"input": str(res.input), "output": str(res.output) if res.output else None,
+                              "overlay": str(res.overlay) if res.overlay else None,
+                              "probs": str(res.probs) if res.probs else None,
                               "seconds": res.seconds, "fractions": res.fractions, "error": res.error}), flush=True)
         if res.error:
             err().print(f"error: {res.error}", markup=False)
 
-    results = run_predict(predictor, inputs, plan, overlay, batch_size, report)
+    results = run_predict(predictor, inputs, plan, overlay, save_probs, report)
     failed = [r for r in results if r.error]
     info(f"{len(results) - len(failed)} mask(s) written to {out}")
     if failed or problems:

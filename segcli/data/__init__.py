@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from segcli.config import DataInfo
-from segcli.data.discovery import Sample, Splits, discover, eval_samples, list_images
+from segcli.data.discovery import Sample, Splits, discover, eval_samples, list_images, read_class_colors
 from segcli.data.io import IGNORE, read_image, read_mask
 from segcli.data.scan import MaskStats, class_pixel_counts, infer_info, scan_samples
 from segcli.errors import DataError
@@ -39,6 +39,7 @@ def prepare(data: str, val_split: float, seed: int, ignore_index: Optional[int])
     val_sizes = stats.sizes[len(train_sizes) :]
     info = infer_info(stats, splits.classes, ignore_index, Path(data) / "classes.txt")
     info.in_channels = 1 if stats.channels == {1} else 3
+    info.colors = read_class_colors(Path(data))
     return Prepared(splits, info, stats, train_sizes, val_sizes, train_pixels)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -63,7 +64,18 @@ def pair_folder(root: Path) -> list[Sample]:
     return [Sample(p, by_stem[p.stem]) for p in images]
 
 
-def read_classes(root: Path) -> list[str]:
+def _parse_class_line(line: str) -> tuple[str, Optional[list[int]]]:
+    """`name`, `name R G B` or `name #RRGGBB` (the colour is optional, for masks and overlays)."""
+    parts = line.split()
+    if len(parts) >= 2 and re.fullmatch(r"#[0-9a-fA-F]{6}", parts[-1]):
+        h = parts[-1]
+        return " ".join(parts[:-1]), [int(h[i : i + 2], 16) for i in (1, 3, 5)]
+    if len(parts) >= 4 and all(re.fullmatch(r"\d{1,3}", t) and int(t) <= 255 for t in parts[-3:]):
+        return " ".join(parts[:-3]), [int(t) for t in parts[-3:]]
+    return line, None
+
+
+def _class_lines(root: Path) -> list[str]:
     path = root / "classes.txt"
     if not path.is_file():
         return []
@@ -78,6 +90,25 @@ def read_classes(root: Path) -> list[str]:
     if not names or any(not n for n in names):
         raise DataError(f"{path}: one class name per line, no blank lines (line i = class index i)")
     return names
+
+
+def read_classes(root: Path) -> list[str]:
+    """Class names from root/classes.txt (line i = class i), colours stripped; [] without the file."""
+    return [_parse_class_line(line)[0] for line in _class_lines(root)]
+
+
+def read_class_colors(root: Path) -> list[list[int]]:
+    """RGB colours from root/classes.txt lines `name R G B` or `name #RRGGBB`.
+
+    [] when no line gives one; lines without a colour get the default palette's.
+    """
+    parsed = [_parse_class_line(line)[1] for line in _class_lines(root)]
+    if not any(c is not None for c in parsed):
+        return []
+    from segcli.visualize import palette
+
+    default = palette()
+    return [c if c is not None else default[i].tolist() for i, c in enumerate(parsed)]
 
 
 def split_seeded(samples: list[Sample], val_split: float, seed: int) -> tuple[list[Sample], list[Sample]]:

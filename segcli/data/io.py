@@ -27,7 +27,8 @@ def _open(path: Path, what: str) -> Image.Image:
             warnings.simplefilter("always")
             im = Image.open(path)
             im.load()
-            im = ImageOps.exif_transpose(im)
+            if im.getexif().get(0x0112, 1) not in (0, 1):  # upright already: skip exif_transpose's copy
+                im = ImageOps.exif_transpose(im)
         truncated = [w for w in caught if "truncated" in str(w.message).lower()]
         if truncated:  # e.g. a cut TIFF decodes with missing rows: refuse rather than learn from zeros
             raise OSError(str(truncated[0].message))
@@ -67,9 +68,9 @@ def read_image(path: Path) -> np.ndarray:
         else:  # arbitrary range: stretch to 16 bits
             arr = ((arr - lo) / max(hi - lo, 1e-12) * 65535).astype(np.uint16)
     elif mode in ("1", "L", "LA"):
-        arr = np.asarray(im.convert("L"))
+        arr = np.asarray(im if mode == "L" else im.convert("L"))
     else:
-        arr = np.asarray(im.convert("RGB"))
+        arr = np.asarray(im if mode == "RGB" else im.convert("RGB"))
     if arr.ndim == 2:
         arr = arr[:, :, None]
     return np.ascontiguousarray(arr)

@@ -1,0 +1,127 @@
+"""Throughput of `segcli predict` on a folder of ISBI images vs a bare forward loop of the same model.
+
+    python benchmarks/predict.py [--data-root /work/shared/data] [--count 30] [--batch-size 4]
+
+The tool runs as a real subprocess (`python -m segcli predict FOLDER`), twice: on 1 image and
+on COUNT images; steady-state images/s = (COUNT - 1) / (t_COUNT - t_1), so interpreter start-up
+and model loading cancel out. The baseline, in the same run: the same checkpoint's generator,
+same precision (segcli's `auto`), inference_mode, channels_last, same batch size, over the
+same images already decoded and normalised in memory: nothing but forward passes.
+A default-architecture model with untrained weights is used: weights do not change speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.datasets import data_root  # noqa: E402
+
+
+def make_checkpoint(path: Path, in_channels: int, img_size: int = 256) -> None:
+    import torch
+
+    from segcli import checkpoint
+    from segcli.config import DataInfo, ModelConfig, TrainConfig, to_dict
+    from segcli.models import build_generator
+
+    torch.manual_seed(0)
+    info = DataInfo(num_classes=2, in_channels=in_channels, mean=[0.5] * in_channels, std=[0.2] * in_channels, binary=True)
+    mcfg = ModelConfig()
+    gen = build_generator(mcfg, info).eval()
+    checkpoint.save(path, {"model": to_dict(mcfg), "data_info": to_dict(info), "train": to_dict(TrainConfig(img_size=img_size)),
+                           "generator": gen.state_dict(), "metrics": {}})
+
+
+def run_tool(folder: Path, model: Path, out: Path, batch: int, extra: list[str]) -> float:
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, "-m", "segcli", "-q", "predict", str(folder), "--model", str(model), "-o", str(out),
+           "-b", str(batch), *extra]
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    dt = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise SystemExit(f"segcli predict failed:\n{r.stderr}")
+    return dt
+
+
+def bare_loop(model: Path, images: list[Path], batch: int, device: str) -> float:
+    """Seconds for forward passes alone over the images (decoded and normalised beforehand)."""
+    import numpy as np
+    import torch
+
+    from segcli import checkpoint
+    from segcli.data.io import read_image
+    from segcli.device import select_device, select_precision
+    from segcli.inference import Predictor
+
+    gen, _, info = checkpoint.model_from_checkpoint(checkpoint.load(model))
+    dev = select_device(device)
+    prec = select_precision("auto", dev)
+    gen = gen.to(dev, memory_format=torch.channels_last).eval()
+    prep = Predictor(lambda x: x, info)
+    xs = [torch.from_numpy(np.stack([prep.preprocess(read_image(p)) for p in images[i : i + batch]]))
+          .to(dev).contiguous(memory_format=torch.channels_last) for i in range(0, len(images), batch)]
+    with torch.inference_mode(), prec.autocast():
+        gen(xs[0])  # warm-up (kernel selection), as the tool's first batch also pays it
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for x in xs:
+            gen(x)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--count", type=int, default=30, help="images (ISBI has 30; more repeat them)")
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--overlay", action="store_true", help="also write overlays (more encoding work)")
+    a = ap.parse_args()
+
+    src = sorted((data_root(a.data_root) / "isbi2012-membrane" / "images").glob("*.png"), key=lambda p: int(p.stem))
+    with tempfile.TemporaryDirectory(prefix="segcli-bench-") as tmp:
+        tmp_path = Path(tmp)
+        folder, one = tmp_path / "images", tmp_path / "one"
+        folder.mkdir()
+        one.mkdir()
+        images = []
+        for i in range(a.count):  # symlinks: no copies; more than 30 repeats the set
+            dst = folder / f"{i:03d}.png"
+            os.symlink(src[i % len(src)], dst)
+            images.append(dst)
+        os.symlink(src[0], one / "000.png")
+        model = tmp_path / "model.pt"
+        make_checkpoint(model, in_channels=1)
+        extra = ["--device", a.device] + (["--overlay"] if a.overlay else [])
+        t1 = run_tool(one, model, tmp_path / "out1", a.batch_size, extra)
+        tn = run_tool(folder, model, tmp_path / "outn", a.batch_size, extra)
+        bare = bare_loop(model, images, a.batch_size, a.device)
+
+    tool_ips = (a.count - 1) / (tn - t1)
+    bare_ips = a.count / bare
+    rows = [("segcli predict, 1 image (wall, incl. start-up)", f"{t1:.2f} s", ""),
+            (f"segcli predict, {a.count} images (wall)", f"{tn:.2f} s", f"{a.count / tn:.2f} img/s end to end"),
+            ("segcli predict, steady state", f"{(tn - t1):.2f} s / {a.count - 1}", f"{tool_ips:.2f} img/s"),
+            (f"bare forward loop, {a.count} images", f"{bare:.2f} s", f"{bare_ips:.2f} img/s")]
+    w = max(len(r[0]) for r in rows)
+    print(f"512x512 ISBI, default U-Net (base 32, depth 4), batch {a.batch_size}, device {a.device}")
+    for name, t, ips in rows:
+        print(f"{name:<{w}}  {t:>14}  {ips}")
+    print(f"ratio segcli / bare loop: {tool_ips / bare_ips:.1%} (target >= 80%)")
+
+
+if __name__ == "__main__":
+    main()
