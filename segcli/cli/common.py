@@ -12,8 +12,11 @@ had been typed; what the command line sets explicitly always wins.
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import typer
 
@@ -145,3 +148,23 @@ def require(params: dict[str, Any], name: str, example: str) -> Any:
     if params.get(name) in (None, ""):
         raise UserError(f"missing {name.upper()}: pass it on the command line or in --config, e.g. `{example}`")
     return params[name]
+
+
+def configurable(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command `--config FILE` and `-q`: the file fills whatever the command line left
+    at its default, then the command runs with the merged values (predict, evaluate, export)."""
+    sig = inspect.signature(fn, eval_str=True)
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    params = [inspect.Parameter("ctx", kind, annotation=typer.Context), *sig.parameters.values(),
+              inspect.Parameter("config", kind, default=config_option(), annotation=Optional[str]),
+              inspect.Parameter("quiet", kind, default=quiet_option(), annotation=bool)]
+
+    @functools.wraps(fn)
+    def command(ctx: typer.Context, **kwargs: Any) -> Any:
+        apply_quiet(kwargs["quiet"])
+        merged = apply_config(ctx, kwargs["config"])
+        return fn(**{name: merged[name] for name in sig.parameters})
+
+    command.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    return command

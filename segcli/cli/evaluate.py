@@ -9,10 +9,12 @@ from typing import Optional
 import typer
 
 from segcli.cli import app
+from segcli.cli.common import configurable
 from segcli.cli import options as opt
 
 
 @app.command()
+@configurable
 def evaluate(
     data: str = typer.Argument(..., help="Folder with images/+masks/, or a split dataset (test/, else val/)."),
     model: Optional[str] = opt.MODEL,

@@ -7,9 +7,11 @@ from typing import Optional
 import typer
 
 from segcli.cli import app
+from segcli.cli.common import configurable
 
 
 @app.command()
+@configurable
 def export(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint to export; default: newest run's best.pt."),
     format: Optional[str] = typer.Option(None, "--format", "-f", help="onnx | torchscript; default: from -o's suffix, else onnx."),

@@ -9,10 +9,12 @@ from typing import Optional
 import typer
 
 from segcli.cli import app
+from segcli.cli.common import configurable
 from segcli.cli import options as opt
 
 
 @app.command()
+@configurable
 def predict(
     sources: list[str] = typer.Argument(..., help="Image files, folders, quoted globs, or - for paths on stdin."),
     model: Optional[str] = opt.MODEL,

@@ -58,3 +58,20 @@ def test_config_errors_are_one_line(binary_data: Path, tmp_path: Path) -> None:
     (tmp_path / "typo.yaml").write_text("epochs: 1\nepocs: 3\n")
     r = run_cli(["train", binary_data, "--config", "typo.yaml", *TINY], cwd=tmp_path)
     assert r.code == 0 and "epocs" in r.err  # a warning names the unknown key
+
+
+def test_config_file_for_predict_evaluate_export(trained_binary: Path, binary_data: Path, tmp_path: Path) -> None:
+    import json
+
+    (tmp_path / "p.yaml").write_text("overlay: true\nthreshold: 0.4\n")
+    r = run_cli(["predict", binary_data / "images", "-o", tmp_path / "out", "--config", tmp_path / "p.yaml"],
+                cwd=trained_binary)
+    assert r.code == 0, r.err
+    assert len(list((tmp_path / "out").glob("*_overlay.png"))) == len(list((binary_data / "images").iterdir()))
+    (tmp_path / "e.toml").write_text("json = true\n")
+    r = run_cli(["evaluate", binary_data, "--config", tmp_path / "e.toml"], cwd=trained_binary)
+    assert r.code == 0 and "mIoU" in json.loads(r.out)
+    (tmp_path / "x.yaml").write_text("format: torchscript\n")
+    r = run_cli(["export", "-o", tmp_path / "m.ts", "--config", tmp_path / "x.yaml"], cwd=trained_binary)
+    assert r.code == 0, r.err
+    assert (tmp_path / "m.ts").is_file()
