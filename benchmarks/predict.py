@@ -82,6 +82,29 @@ def bare_loop(model: Path, images: list[Path], batch: int, device: str) -> float
         return time.perf_counter() - t0
 
 
+def smp_loop(images: list[Path], batch: int) -> float | None:
+    """The peer users would pick: smp's Unet-resnet18, bf16, over the same images in memory."""
+    try:
+        import segmentation_models_pytorch as smp
+    except ImportError:
+        return None
+    import numpy as np
+    import torch
+
+    from segcli.data.io import read_image
+
+    net = smp.Unet("resnet18", encoder_weights=None, in_channels=1, classes=1).eval()
+    net = net.to(memory_format=torch.channels_last)
+    xs = [torch.from_numpy(np.stack([read_image(p).astype(np.float32).transpose(2, 0, 1) / 255 for p in images[i : i + batch]]))
+          .contiguous(memory_format=torch.channels_last) for i in range(0, len(images), batch)]
+    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16):
+        net(xs[0])
+        t0 = time.perf_counter()
+        for x in xs:
+            net(x)
+        return time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-root", default=None)
@@ -109,6 +132,7 @@ def main() -> None:
         t1 = run_tool(one, model, tmp_path / "out1", a.batch_size, extra)
         tn = run_tool(folder, model, tmp_path / "outn", a.batch_size, extra)
         bare = bare_loop(model, images, a.batch_size, a.device)
+        peer = smp_loop(images, a.batch_size) if a.device in ("auto", "cpu") else None
 
     tool_ips = (a.count - 1) / (tn - t1)
     bare_ips = a.count / bare
@@ -121,6 +145,9 @@ def main() -> None:
     for name, t, ips in rows:
         print(f"{name:<{w}}  {t:>14}  {ips}")
     print(f"ratio segcli / bare loop: {tool_ips / bare_ips:.1%} (target >= 80%)")
+    if peer is not None:
+        print(f"smp Unet-resnet18 bf16 forward loop, {a.count} images: {peer:.2f} s, {a.count / peer:.2f} img/s")
+        print(f"ratio segcli predict steady state / smp loop: {tool_ips / (a.count / peer):.1%} (target >= 100%)")
 
 
 if __name__ == "__main__":
