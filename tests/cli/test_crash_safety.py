@@ -32,8 +32,11 @@ def _spawn(args: list, cwd: Path) -> subprocess.Popen:
     path = os.pathsep.join(p for p in (str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")) if p)
     # one thread: tiny models gain nothing from more, and spinning OpenMP threads on a busy CI box cost minutes
     env = dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1")
+    # a background CI job inherits SIGINT ignored (POSIX shells do that for `cmd &`), and Python then
+    # keeps ignoring it; restore the default so Ctrl-C reaches the run as it does at a terminal
     return subprocess.Popen([sys.executable, "-m", "segcli", *map(str, args)], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, limit: float = 240.0) -> None:
