@@ -14,12 +14,12 @@ import re
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
 from segcli import CHECKPOINT_FORMAT, __version__
-from segcli.config import DataInfo, ModelConfig, from_dict
+from segcli.config import DataInfo, ModelConfig, TrainConfig, from_dict
 from segcli.errors import ModelFileError, SegcliError, UserError
 
 
@@ -123,3 +123,32 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> tuple[torch.nn.Module, ModelC
                              "retrain or use another checkpoint") from None
     gen.eval()
     return gen, mcfg, info
+
+
+def resume_state(path: Optional[str], project: str) -> tuple[TrainConfig, ModelConfig, Optional[dict[str, Any]]]:
+    """The configs and last.pt state of the run to continue; state is None when it had finished."""
+    from segcli.runs import latest_run
+
+    if path:
+        p = Path(path)
+        ckpt_path = p / "weights" / "last.pt" if p.is_dir() else p
+    else:
+        run = latest_run(project)
+        if run is None:
+            raise UserError(f"nothing to resume: no run under {project}/; pass a checkpoint path")
+        ckpt_path = run / "weights" / "last.pt"
+    if not ckpt_path.is_file() and ckpt_path.name == "last.pt" and ckpt_path.parent.is_dir():
+        raise UserError(f"{ckpt_path}: not written yet (the run stopped before its first epoch ended); "
+                        "start the run again instead of resuming")
+    state = load(ckpt_path)
+    if "opt_g" not in state:
+        raise UserError(f"{ckpt_path}: holds no optimizer state (a best.pt?); resume from the run's last.pt")
+    cfg = from_dict(TrainConfig, state["train"])
+    mcfg = from_dict(ModelConfig, state["model"])
+    run_dir = ckpt_path.parent.parent
+    cfg.project, cfg.name = str(run_dir.parent), run_dir.name
+    state["run_dir"] = str(run_dir)
+    early_stopped = cfg.patience and int(state.get("bad_epochs", 0)) >= cfg.patience
+    if state.get("finished") or int(state["epoch"]) >= cfg.epochs or early_stopped:
+        return cfg, mcfg, None
+    return cfg, mcfg, state

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from segcli.data.transforms import eval_transforms, train_transforms
 from segcli.device import Precision, describe, select_precision
 from segcli.errors import UserError
 from segcli.gan import StepSettings, train_step
+from segcli.schedule import Clock, lr_at, set_lr
 from segcli.semi import SemiSettings
 from segcli.metrics import ConfusionMatrix
 from segcli.models import build_discriminator, build_generator
@@ -57,27 +57,6 @@ class TrainResult:
     best: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped: str = ""
-
-
-class Clock:
-    """The --time budget: progress for the LR schedule, and when to stop so that the last
-    validation and the run's final files still fit inside the budget."""
-
-    def __init__(self, budget: Optional[float], elapsed_before: float = 0.0,
-                 agree: Callable[[float], float] = lambda x: x) -> None:
-        self.budget = budget
-        self.t0 = time.monotonic() - elapsed_before
-        self.val_cost = 0.0  # seconds of the latest validation, measured
-        self.agree = agree  # rank 0's clock under DDP, so every process stops together
-
-    def elapsed(self) -> float:
-        return self.agree(time.monotonic() - self.t0) if self.budget else time.monotonic() - self.t0
-
-    def progress(self) -> float:
-        return self.elapsed() / self.budget if self.budget else 0.0
-
-    def must_stop(self) -> bool:
-        return bool(self.budget) and self.elapsed() + 1.3 * self.val_cost + 1.0 >= self.budget
 
 
 def seed_everything(seed: int) -> None:
@@ -143,20 +122,6 @@ def _cycle(loader: DataLoader, epoch: int) -> Iterator:
     for k in range(10**9):
         loader.sampler.set_epoch(epoch * 100_000 + k)
         yield from loader
-
-
-def lr_at(base: float, progress: float, warmup: float = 0.03) -> float:
-    """Linear warm-up, then cosine decay to 1% of base, as a function of training progress in [0, 1]."""
-    if progress < warmup:
-        return base * (0.1 + 0.9 * progress / warmup)
-    p = min(1.0, (progress - warmup) / (1 - warmup))
-    return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * p)))
-
-
-def set_lr(opt: Optional[torch.optim.Optimizer], lr: float) -> None:
-    if opt is not None:
-        for group in opt.param_groups:
-            group["lr"] = lr
 
 
 @torch.inference_mode()
@@ -381,35 +346,6 @@ def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callba
         _finish_plots(run_dir, history, weights, val_dl, info, device, precision, prep)
     best = next((r for r in history if r["epoch"] == best_epoch), {})
     return TrainResult(run_dir, epochs_run, best_epoch, best, history, stopped)
-
-
-def resume_state(path: Optional[str], project: str) -> tuple[TrainConfig, ModelConfig, Optional[dict[str, Any]]]:
-    """The configs and last.pt state of the run to continue; state is None when it had finished."""
-    from segcli.runs import latest_run
-
-    if path:
-        p = Path(path)
-        ckpt_path = p / "weights" / "last.pt" if p.is_dir() else p
-    else:
-        run = latest_run(project)
-        if run is None:
-            raise UserError(f"nothing to resume: no run under {project}/; pass a checkpoint path")
-        ckpt_path = run / "weights" / "last.pt"
-    if not ckpt_path.is_file() and ckpt_path.name == "last.pt" and ckpt_path.parent.is_dir():
-        raise UserError(f"{ckpt_path}: not written yet (the run stopped before its first epoch ended); "
-                        "start the run again instead of resuming")
-    state = checkpoint.load(ckpt_path)
-    if "opt_g" not in state:
-        raise UserError(f"{ckpt_path}: holds no optimizer state (a best.pt?); resume from the run's last.pt")
-    cfg = from_dict(TrainConfig, state["train"])
-    mcfg = from_dict(ModelConfig, state["model"])
-    run_dir = ckpt_path.parent.parent
-    cfg.project, cfg.name = str(run_dir.parent), run_dir.name
-    state["run_dir"] = str(run_dir)
-    early_stopped = cfg.patience and int(state.get("bad_epochs", 0)) >= cfg.patience
-    if state.get("finished") or int(state["epoch"]) >= cfg.epochs or early_stopped:
-        return cfg, mcfg, None
-    return cfg, mcfg, state
 
 
 def _finish_plots(run_dir: Path, history: list, weights: Path, val_dl: DataLoader, info: DataInfo,

@@ -61,7 +61,8 @@ def train(
 ) -> None:
     """Train a GAN segmentation model; writes runs/train/NAME with weights, metrics.csv and plots."""
     from segcli.console import TrainProgress, err, info, out
-    from segcli.engine import resume_state, train as run_train
+    from segcli.checkpoint import resume_state
+    from segcli.engine import train as run_train
     from segcli.ranks import is_main_process
 
     apply_quiet(quiet)

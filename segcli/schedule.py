@@ -1,0 +1,44 @@
+"""The training schedule: learning rate as a function of progress, and the --time budget."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Optional
+
+import torch
+
+
+class Clock:
+    """The --time budget: progress for the LR schedule, and when to stop so that the last
+    validation and the run's final files still fit inside the budget."""
+
+    def __init__(self, budget: Optional[float], elapsed_before: float = 0.0,
+                 agree: Callable[[float], float] = lambda x: x) -> None:
+        self.budget = budget
+        self.t0 = time.monotonic() - elapsed_before
+        self.val_cost = 0.0  # seconds of the latest validation, measured
+        self.agree = agree  # rank 0's clock under DDP, so every process stops together
+
+    def elapsed(self) -> float:
+        return self.agree(time.monotonic() - self.t0) if self.budget else time.monotonic() - self.t0
+
+    def progress(self) -> float:
+        return self.elapsed() / self.budget if self.budget else 0.0
+
+    def must_stop(self) -> bool:
+        return bool(self.budget) and self.elapsed() + 1.3 * self.val_cost + 1.0 >= self.budget
+
+
+def lr_at(base: float, progress: float, warmup: float = 0.03) -> float:
+    """Linear warm-up, then cosine decay to 1% of base, as a function of training progress in [0, 1]."""
+    if progress < warmup:
+        return base * (0.1 + 0.9 * progress / warmup)
+    p = min(1.0, (progress - warmup) / (1 - warmup))
+    return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def set_lr(opt: Optional[torch.optim.Optimizer], lr: float) -> None:
+    if opt is not None:
+        for group in opt.param_groups:
+            group["lr"] = lr
