@@ -176,8 +176,3 @@ def run_predict(
     finally:
         report(writer.close())
     return results
-
-
-def summarize(results: list[PredictResult]) -> dict[str, Any]:
-    ok = [r for r in results if r.error is None]
-    return {"written": len(ok), "failed": len(results) - len(ok)}
