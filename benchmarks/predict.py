@@ -114,7 +114,7 @@ def main() -> None:
     ap.add_argument("--overlay", action="store_true", help="also write overlays (more encoding work)")
     a = ap.parse_args()
 
-    src = sorted((data_root(a.data_root) / "isbi2012-membrane" / "images").glob("*.png"), key=lambda p: int(p.stem))
+    src = sorted((data_root(a.data_root) / "isbi2012-membrane" / "images").resolve().glob("*.png"), key=lambda p: int(p.stem))
     with tempfile.TemporaryDirectory(prefix="segcli-bench-") as tmp:
         tmp_path = Path(tmp)
         folder, one = tmp_path / "images", tmp_path / "one"

@@ -7,6 +7,7 @@ D step + G step, loss bookkeeping). Also: achieved FLOP/s of the step vs a large
 
     python benchmarks/train_speed.py                 # ISBI train 0-19, patch 256, batch 4
     python benchmarks/train_speed.py --precision 32  # fp32
+    python benchmarks/train_speed.py --device cuda --batch-size 16  # a GPU (bf16 autocast)
 """
 
 from __future__ import annotations
@@ -24,16 +25,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from datasets import data_root, isbi_split  # noqa: E402
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 4096, reps: int = 5) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(dtype: torch.dtype, device: torch.device) -> float:
+    n, reps = (8192, 20) if device.type == "cuda" else (4096, 5)
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     a @ b
+    sync(device)
     t = time.perf_counter()
     for _ in range(reps):
         a @ b
+    sync(device)
     return 2 * n**3 * reps / (time.perf_counter() - t)
 
 
-def hand_loop(gen, disc, batches, precision: str) -> float:
+def hand_loop(gen, disc, batches, precision: str, device: torch.device) -> float:
     """The least a GAN segmentation step can do: G fwd, D step on detached fake, G step."""
     import torch.nn.functional as F
 
@@ -43,9 +52,10 @@ def hand_loop(gen, disc, batches, precision: str) -> float:
     opt_d = torch.optim.Adam(disc.parameters(), 2e-4, betas=(0.5, 0.999))
 
     def amp():
-        return torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16")
+        return torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16")
 
     n_img = 0
+    sync(device)
     t = time.perf_counter()
     for x, y in batches:
         with amp():
@@ -67,6 +77,7 @@ def hand_loop(gen, disc, batches, precision: str) -> float:
         opt_g.step()
         disc.requires_grad_(True)
         n_img += x.shape[0]
+    sync(device)
     return n_img / (time.perf_counter() - t)
 
 
@@ -75,44 +86,48 @@ def main() -> None:
     ap.add_argument("--data-root")
     ap.add_argument("--precision", default="bf16", choices=["bf16", "32"])
     ap.add_argument("--epochs", type=int, default=4, help="segcli epochs (the first is warm-up)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch-size", type=int, default=4)
     a = ap.parse_args()
+    dev = torch.device(a.device)
+    bs = a.batch_size
     from segcli.config import DataInfo, ModelConfig, TrainConfig
     from segcli.engine import train
     from segcli.models import build_discriminator, build_generator
 
     work = Path(tempfile.mkdtemp(prefix="segcli-speed-"))
     data = isbi_split(data_root(a.data_root), work / "isbi")
-    cfg = TrainConfig(data=str(data), epochs=a.epochs, batch_size=4, img_size=256, precision=a.precision,
-                      project=str(work / "runs"), name="speed")
+    cfg = TrainConfig(data=str(data), epochs=a.epochs, batch_size=bs, img_size=256, precision=a.precision,
+                      device=a.device, project=str(work / "runs"), name="speed")
     result = train(cfg, ModelConfig())
     with open(result.run_dir / "metrics.csv") as f:
         rows = list(csv.DictReader(f))[1:]  # epoch 1 warms up oneDNN kernels
-    steps_per_epoch = 20 // 4
-    segcli_ips = sum(steps_per_epoch * 4 for _ in rows) / sum(float(r["train_seconds"]) for r in rows)
+    steps_per_epoch = 20 // bs  # the loader drops the last partial batch
+    segcli_ips = sum(steps_per_epoch * bs for _ in rows) / sum(float(r["train_seconds"]) for r in rows)
 
     torch.manual_seed(0)
     info = DataInfo(num_classes=2, in_channels=1, binary=True)
-    gen = build_generator(ModelConfig(), info).to(memory_format=torch.channels_last)
-    disc = build_discriminator(ModelConfig(), info).to(memory_format=torch.channels_last)
-    batches = [(torch.randn(4, 1, 256, 256).contiguous(memory_format=torch.channels_last),
-                torch.randint(0, 2, (4, 256, 256))) for _ in range(steps_per_epoch * len(rows))]
-    hand_loop(gen, disc, batches[:2], a.precision)  # warm-up
-    hand_ips = hand_loop(gen, disc, batches, a.precision)
+    gen = build_generator(ModelConfig(), info).to(dev, memory_format=torch.channels_last)
+    disc = build_discriminator(ModelConfig(), info).to(dev, memory_format=torch.channels_last)
+    batches = [(torch.randn(bs, 1, 256, 256, device=dev).contiguous(memory_format=torch.channels_last),
+                torch.randint(0, 2, (bs, 256, 256), device=dev)) for _ in range(steps_per_epoch * len(rows))]
+    hand_loop(gen, disc, batches[:2], a.precision, dev)  # warm-up
+    hand_ips = hand_loop(gen, disc, batches, a.precision, dev)
 
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as fc:
-        hand_loop(gen, disc, batches[:1], "32")
-    flops_per_img = fc.get_total_flops() / 4
-    peak = matmul_peak(torch.bfloat16 if a.precision == "bf16" else torch.float32)
-    print(f"| measure ({a.precision}, patch 256, batch 4) | value |")
+        hand_loop(gen, disc, batches[:1], "32", dev)
+    flops_per_img = fc.get_total_flops() / bs
+    peak = matmul_peak(torch.bfloat16 if a.precision == "bf16" else torch.float32, dev)
+    print(f"| measure ({a.precision}, {a.device}, patch 256, batch {bs}) | value |")
     print("|---|---|")
     print(f"| hand-written loop, images/s | {hand_ips:.2f} |")
     print(f"| segcli training epoch, images/s | {segcli_ips:.2f} |")
     print(f"| segcli / hand loop | {segcli_ips / hand_ips:.1%} |")
     print(f"| step GFLOP per image (G+D, fwd+bwd) | {flops_per_img / 1e9:.1f} |")
     print(f"| achieved GFLOP/s (segcli) | {segcli_ips * flops_per_img / 1e9:.0f} |")
-    print(f"| {a.precision} matmul peak GFLOP/s (4096^3) | {peak / 1e9:.0f} |")
+    print(f"| {a.precision} matmul peak GFLOP/s | {peak / 1e9:.0f} |")
     print(f"| utilisation | {segcli_ips * flops_per_img / peak:.1%} |")
 
 

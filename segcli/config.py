@@ -67,6 +67,7 @@ class TrainConfig:
     gan: str = "lsgan"
     adv_weight: float = 0.01
     adv_warmup: int = 1
+    d_every: int = 1  # the GAN part (D step + adversarial term) runs on every N-th step
     lr_g: float = 1e-3
     lr_d: float = 2e-4
     label_smoothing: float = 0.1
@@ -84,7 +85,7 @@ class TrainConfig:
     semi_start: float = 1.0  # epochs of adversarial-only training before self-training starts
     pretrained: bool = False
     weights: Optional[str] = None
-    workers: int = 0
+    workers: int = -1  # -1: auto (0 on the CPU, where loading shares the cores; up to 4 beside a GPU)
     sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch
     cache: bool = True
     augment: bool = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -65,8 +66,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_auto(cfg: TrainConfig, prep: Prepared) -> None:
-    """Fill the options whose default depends on the data (recorded in the saved config)."""
+def resolve_auto(cfg: TrainConfig, prep: Prepared, device: Optional[torch.device] = None) -> None:
+    """Fill the options whose default depends on the data or the machine (recorded in the saved config)."""
+    if cfg.workers < 0:
+        # on the CPU a loader process would take cores from the step; beside a GPU it hides decode/augment time
+        gpu = device is not None and device.type == "cuda"
+        cfg.workers = min(4, max(0, (os.cpu_count() or 1) - 1)) if gpu else 0
     if cfg.img_size <= 0:
         cfg.img_size = suggest_img_size(prep.train_sizes)
     if cfg.batch_size <= 0:
@@ -191,7 +196,9 @@ def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callba
     info = prep.info
     if resume is not None:
         info = from_dict(DataInfo, resume["data_info"])
-    resolve_auto(cfg, prep)
+    resolve_auto(cfg, prep, device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed patch size: pick the fastest conv algorithms once
     seed_everything(cfg.seed)
     train_dl, val_dl = build_loaders(cfg, info, prep, fit_stats=resume is None, ctx=ctx)
 
@@ -258,6 +265,7 @@ def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callba
         if disc is not None:
             disc.train()
         sums: dict[str, torch.Tensor] = {}
+        counts: dict[str, int] = {}  # with --d-every, the D losses exist on some steps only
         unlabeled_iter = None
         if unlabeled_dl is not None:
             unlabeled_iter = _cycle(unlabeled_dl, epoch)
@@ -272,23 +280,24 @@ def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callba
             image = image.to(device, non_blocking=True, memory_format=torch.channels_last)
             labels = labels.to(device, non_blocking=True)
             unlabeled = None
-            if unlabeled_iter is not None:
+            gan_now = disc_t is not None and (epoch * steps + i) % cfg.d_every == 0
+            if unlabeled_iter is not None and gan_now:
                 unlabeled = next(unlabeled_iter)[0].to(device, non_blocking=True, memory_format=torch.channels_last)
-            losses = train_step(gen_t, disc_t, opt_g, opt_d, image, labels, settings, adv_w, precision.autocast, scalers,
-                                unlabeled, semi, self_training=epoch + i / steps >= cfg.semi_start)
+            losses = train_step(gen_t, disc_t if gan_now else None, opt_g, opt_d, image, labels, settings, adv_w,
+                                precision.autocast, scalers, unlabeled, semi, self_training=epoch + i / steps >= cfg.semi_start)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v
+                counts[k] = counts.get(k, 0) + 1
             if (i + 1) % 10 == 0 or i + 1 == steps:  # host sync only when reporting
-                means = {k: float(v) / (i + 1) for k, v in sums.items()}
+                means = {k: float(v) / counts[k] for k, v in sums.items()}
                 safety.check_losses(means, epoch + 1, i + 1, run_dir, guard.saved_epoch)  # NaN sticks in the sums
                 cb.on_step(i + 1, means)
         if not sums:  # the budget ran out before this epoch trained at all
             break
         safety.check_model(gen, disc, epoch + 1, run_dir, guard.saved_epoch)
-        n = max(1, i + 1 if stopped else steps)
         sums = ctx.mean_values(sums)
         row: dict[str, Any] = {"epoch": epoch + 1}
-        row.update({k: float(sums[k]) / n if k in sums else float("nan") for k in LOSS_KEYS})
+        row.update({k: float(sums[k]) / counts[k] if k in sums else float("nan") for k in LOSS_KEYS})
         row["train_seconds"] = round(time.monotonic() - t_epoch, 3)
         final = bool(stopped) or clock.must_stop() or epoch + 1 == cfg.epochs
         # Under --time, validation may cost at most ~20% of the budget: tiny epochs skip it.

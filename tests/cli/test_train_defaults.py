@@ -31,6 +31,23 @@ def test_adaptive_defaults_recorded_in_config(tmp_path: Path) -> None:
     assert g["data_info"]["in_channels"] == 1 and r["data_info"]["in_channels"] == 3
     assert g["data_info"]["binary"] is True and r["data_info"]["num_classes"] == 3
     assert len(g["data_info"]["mean"]) == 1 and 0 < g["data_info"]["std"][0] < 1
+    assert g["train"]["workers"] == 0  # CPU: loading in-process, the step keeps every core
+
+
+def test_loader_workers_adapt_to_the_device(tmp_path: Path) -> None:
+    import os
+
+    from segcli.config import TrainConfig
+    from segcli.data import prepare
+    from segcli.engine import resolve_auto
+
+    data = make_dataset(tmp_path / "d", count=4, size=(40, 40), classes=2, channels=1)
+    prep = prepare(str(data), 0.25, 0, None)
+    cpu, gpu, fixed = TrainConfig(), TrainConfig(), TrainConfig(workers=3)
+    resolve_auto(cpu, prep, torch.device("cpu"))
+    resolve_auto(gpu, prep, torch.device("cuda"))  # only the device's type is read: no GPU needed
+    resolve_auto(fixed, prep, torch.device("cuda"))
+    assert cpu.workers == 0 and gpu.workers == min(4, max(0, (os.cpu_count() or 1) - 1)) and fixed.workers == 3
 
 
 def test_time_budget_is_honoured(binary_data: Path, tmp_path: Path) -> None:
