@@ -11,6 +11,7 @@ Trains and scores, in one run and with the same wall-clock budget each:
     python benchmarks/quality.py                      # full budgets (6m ISBI, 8m CamVid): ~45 min
     python benchmarks/quality.py --isbi-time 30s --camvid-time 30s   # smoke run
     python benchmarks/quality.py --update-readme      # rewrite the README's results table
+    python benchmarks/quality.py --only isbi --fp32   # ISBI, plus the defaults trained in fp32
 """
 
 from __future__ import annotations
@@ -166,6 +167,7 @@ def main() -> None:
     ap.add_argument("--camvid-time", default="8m")
     ap.add_argument("--only", choices=["isbi", "camvid"])
     ap.add_argument("--skip-peer", action="store_true")
+    ap.add_argument("--fp32", action="store_true", help="ISBI: also the defaults in fp32 (bf16 vs fp32 accuracy)")
     ap.add_argument("--extra", default="", help="extra segcli train options for both segcli runs")
     ap.add_argument("--update-readme", action="store_true")
     a = ap.parse_args()
@@ -185,6 +187,10 @@ def main() -> None:
         plain = run_segcli("isbi_plain", data, a.isbi_time, ["--gan", "none", *extra], work)
         lines.append(row("segcli --gan none", plain, True))
         print(lines[-1], flush=True)
+        if a.fp32:  # issue 7: bf16 autocast must not cost accuracy
+            fp32 = run_segcli("isbi_fp32", data, a.isbi_time, ["--precision", "32", *extra], work)
+            lines.append(row("segcli defaults, --precision 32", fp32, True))
+            print(lines[-1], flush=True)
         if not a.skip_peer:
             peer = run_peer(data, parse_duration(a.isbi_time), None)
             lines.append(row("smp Unet-resnet18 (plain loop)", peer, True))

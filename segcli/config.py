@@ -47,7 +47,7 @@ class ModelConfig:
     base_channels: int = 32
     depth: int = 4
     discriminator: str = "patch"
-    disc_channels: int = 64
+    disc_channels: int = 32
 
 
 @dataclass
@@ -67,7 +67,7 @@ class TrainConfig:
     gan: str = "lsgan"
     adv_weight: float = 0.01
     adv_warmup: int = 1
-    d_every: int = 1  # the GAN part (D step + adversarial term) runs on every N-th step
+    d_every: int = 2  # the GAN part (D step + adversarial term) runs on every N-th step
     lr_g: float = 1e-3
     lr_d: float = 2e-4
     label_smoothing: float = 0.1

@@ -300,9 +300,9 @@ def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callba
         row.update({k: float(sums[k]) / counts[k] if k in sums else float("nan") for k in LOSS_KEYS})
         row["train_seconds"] = round(time.monotonic() - t_epoch, 3)
         final = bool(stopped) or clock.must_stop() or epoch + 1 == cfg.epochs
-        # Under --time, validation may cost at most ~20% of the budget: tiny epochs skip it.
+        # Under --time, validation may cost at most ~10% of the budget: short epochs skip it.
         since_val += time.monotonic() - t_epoch
-        validate_now = budget is None or final or since_val >= 4 * clock.val_cost
+        validate_now = budget is None or final or since_val >= 9 * clock.val_cost
         row.update(lr_g=opt_g.param_groups[0]["lr"], lr_d=opt_d.param_groups[0]["lr"] if opt_d else float("nan"))
         if validate_now:
             t_val = time.monotonic()

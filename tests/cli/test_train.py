@@ -47,6 +47,26 @@ def test_every_gan_mode_trains(gan: str, multiclass_data: Path, tmp_path: Path) 
     assert (row["d_loss"] == "nan") == (gan == "none")
 
 
+def test_d_every_runs_the_gan_part_on_some_steps(binary_data: Path, tmp_path: Path, monkeypatch) -> None:
+    from segcli import engine
+
+    seen: list[bool] = []
+    real_step = engine.train_step
+
+    def spy(gen, disc, *args, **kwargs):
+        seen.append(disc is not None)
+        return real_step(gen, disc, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "train_step", spy)
+    r = run_cli(["train", binary_data, "--epochs", "2", "--d-every", "3", *TINY, "-b", "1"], cwd=tmp_path)
+    assert r.code == 0, r.err
+    assert len(seen) >= 6 and seen == [i % 3 == 0 for i in range(len(seen))]
+    rows = _rows(tmp_path / "runs/train/exp")
+    # D losses average over the steps that had a D step, not over all steps
+    assert all(float(row["d_loss"]) > 0 for row in rows)
+    assert yaml.safe_load((tmp_path / "runs/train/exp/config.yaml").read_text())["train"]["d_every"] == 3
+
+
 @pytest.mark.parametrize("disc", ["patch", "global", "pixel"])
 def test_every_discriminator_trains(disc: str, binary_data: Path, tmp_path: Path) -> None:
     r = run_cli(["train", binary_data, "--epochs", "1", "--discriminator", disc, *TINY], cwd=tmp_path)
