@@ -82,7 +82,8 @@ class TrainConfig:
     semi_threshold: float = 0.2
     semi_weight: float = 0.1
     semi_adv_weight: float = 0.001
-    semi_start: float = 1.0  # epochs of adversarial-only training before self-training starts
+    # epochs before self-training starts; -1: after the first quarter of the run (paper: 5k of 20k iterations)
+    semi_start: float = -1.0
     pretrained: bool = False
     weights: Optional[str] = None
     workers: int = -1  # -1: auto (0 on the CPU, where loading shares the cores; up to 4 beside a GPU)

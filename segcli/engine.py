@@ -284,7 +284,8 @@ def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callba
             if unlabeled_iter is not None and gan_now:
                 unlabeled = next(unlabeled_iter)[0].to(device, non_blocking=True, memory_format=torch.channels_last)
             losses = train_step(gen_t, disc_t if gan_now else None, opt_g, opt_d, image, labels, settings, adv_w,
-                                precision.autocast, scalers, unlabeled, semi, self_training=epoch + i / steps >= cfg.semi_start)
+                                precision.autocast, scalers, unlabeled, semi,
+                                self_training=progress >= 0.25 if cfg.semi_start < 0 else epoch + i / steps >= cfg.semi_start)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v
                 counts[k] = counts.get(k, 0) + 1

@@ -45,6 +45,7 @@ def check_train_options(cfg: TrainConfig, mcfg: ModelConfig) -> None:
         _number(name, getattr(cfg, name), 0)
     _number("workers", cfg.workers, -1)  # -1 = automatic
     _number("d_every", cfg.d_every, 1)
+    _number("semi_start", cfg.semi_start, -1)  # negative = automatic
     if not isinstance(cfg.img_size, int) or (cfg.img_size != 0 and not 8 <= cfg.img_size <= 8192):
         raise UserError(f"--img-size {cfg.img_size}: use 0 (from the data) or a patch size from 8 to 8192")
     _number("val_split", cfg.val_split, 0, 0.99)

@@ -8,9 +8,13 @@ from __future__ import annotations
 import os
 import sys
 
-import typer
+# Plain (click-style) help: Typer's rich panels cost ~0.15 s of imports and layout per --help,
+# and a shell tool must answer at once. TYPER_USE_RICH=1 brings them back.
+os.environ.setdefault("TYPER_USE_RICH", "0")
 
-from segcli import __version__
+import typer  # noqa: E402
+
+from segcli import __version__  # noqa: E402
 
 app = typer.Typer(
     name="segcli",

@@ -14,7 +14,7 @@ from tests.conftest import TINY, run_cli
 
 def test_unlabeled_folder_trains_and_records_pseudo_label_share(binary_data: Path, tmp_path: Path) -> None:
     r = run_cli(["train", binary_data, "--unlabeled", binary_data / "images", "--discriminator", "pixel",
-                 "--epochs", "2", "--semi-start", "1", "--semi-threshold", "0.0", *TINY], cwd=tmp_path)
+                 "--epochs", "2", "--semi-start", "1", "--semi-threshold", "0.0", "--d-every", "1", *TINY], cwd=tmp_path)
     assert r.code == 0, r.err
     with open(tmp_path / "runs/train/exp/metrics.csv") as f:
         rows = list(csv.DictReader(f))
@@ -22,6 +22,15 @@ def test_unlabeled_folder_trains_and_records_pseudo_label_share(binary_data: Pat
     assert 0.0 < float(rows[1]["semi_pixels"]) <= 1.0  # threshold 0: confident pixels are used
     ckpt = torch.load(tmp_path / "runs/train/exp/weights/last.pt", weights_only=True)
     assert ckpt["train"]["unlabeled"] == str(binary_data / "images")
+
+
+def test_self_training_starts_after_a_quarter_of_the_run_by_default(binary_data: Path, tmp_path: Path) -> None:
+    r = run_cli(["train", binary_data, "--unlabeled", binary_data / "images", "--epochs", "4",
+                 "--semi-threshold", "0.0", "--d-every", "1", *TINY], cwd=tmp_path)
+    assert r.code == 0, r.err
+    with open(tmp_path / "runs/train/exp/metrics.csv") as f:
+        share = [float(row["semi_pixels"]) for row in csv.DictReader(f)]
+    assert share[0] == 0.0 and all(s > 0.0 for s in share[2:])  # epoch 1 is the first quarter
 
 
 def test_unlabeled_needs_a_discriminator(binary_data: Path, tmp_path: Path) -> None:
