@@ -43,7 +43,7 @@ class DataInfo:
 class ModelConfig:
     """The architecture: enough to rebuild the generator and discriminator with no flags."""
 
-    encoder: str = "unet"
+    encoder: str = "auto"  # resnet18 for colour data, unet for gray (recorded resolved)
     base_channels: int = 32
     depth: int = 4
     discriminator: str = "patch"
@@ -66,7 +66,7 @@ class TrainConfig:
     patience: int = 0
     gan: str = "lsgan"
     adv_weight: float = 0.01
-    adv_warmup: int = 1
+    adv_warmup: int = -1  # epochs over which the adversarial weight ramps up; -1: the first quarter of the run
     d_every: int = 2  # the GAN part (D step + adversarial term) runs on every N-th step
     lr_g: float = 1e-3
     lr_d: float = 2e-4

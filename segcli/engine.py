@@ -25,10 +25,10 @@ from segcli.data.transforms import eval_transforms, train_transforms
 from segcli.device import Precision, describe, select_precision
 from segcli.errors import UserError
 from segcli.gan import StepSettings, train_step
-from segcli.schedule import Clock, lr_at, set_lr
+from segcli.schedule import Clock, lr_at, ramp, set_lr
 from segcli.semi import SemiSettings
 from segcli.metrics import ConfusionMatrix
-from segcli.models import build_discriminator, build_generator
+from segcli.models import build_discriminator, build_generator, resolve_encoder
 from segcli.runs import new_run_dir, parse_duration
 
 CSV_FIELDS = ["epoch", "g_loss", "g_seg", "g_adv", "d_loss", "val_mIoU", "val_Dice", "lr_g", "lr_d", "seconds",
@@ -197,6 +197,7 @@ def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callba
     if resume is not None:
         info = from_dict(DataInfo, resume["data_info"])
     resolve_auto(cfg, prep, device)
+    mcfg.encoder = resolve_encoder(mcfg, info)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed patch size: pick the fastest conv algorithms once
     seed_everything(cfg.seed)
@@ -276,7 +277,8 @@ def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callba
             progress = max((epoch + i / steps) / cfg.epochs, clock.progress())
             set_lr(opt_g, lr_at(cfg.lr_g, progress))
             set_lr(opt_d, lr_at(cfg.lr_d, progress))
-            adv_w = cfg.adv_weight * min(1.0, (epoch + i / steps) / cfg.adv_warmup) if cfg.adv_warmup > 0 else cfg.adv_weight
+            # an untrained G is uncertain everywhere; a full-strength D would push it to the majority classes
+            adv_w = cfg.adv_weight * ramp(cfg.adv_warmup, epoch + i / steps, progress)
             image = image.to(device, non_blocking=True, memory_format=torch.channels_last)
             labels = labels.to(device, non_blocking=True)
             unlabeled = None
@@ -285,7 +287,7 @@ def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callba
                 unlabeled = next(unlabeled_iter)[0].to(device, non_blocking=True, memory_format=torch.channels_last)
             losses = train_step(gen_t, disc_t if gan_now else None, opt_g, opt_d, image, labels, settings, adv_w,
                                 precision.autocast, scalers, unlabeled, semi,
-                                self_training=progress >= 0.25 if cfg.semi_start < 0 else epoch + i / steps >= cfg.semi_start)
+                                self_training=ramp(cfg.semi_start, epoch + i / steps, progress) >= 1.0)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v
                 counts[k] = counts.get(k, 0) + 1

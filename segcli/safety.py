@@ -41,10 +41,11 @@ def check_train_options(cfg: TrainConfig, mcfg: ModelConfig) -> None:
         raise UserError(f"--gan '{cfg.gan}': expected lsgan, vanilla, hinge or none")
     if str(cfg.precision).lower() not in PRECISIONS:
         raise UserError(f"--precision '{cfg.precision}': expected auto, 32, bf16 or 16")
-    for name in ("epochs", "batch_size", "patience", "adv_warmup"):  # 0 = automatic / off
+    for name in ("epochs", "batch_size", "patience"):  # 0 = automatic / off
         _number(name, getattr(cfg, name), 0)
     _number("workers", cfg.workers, -1)  # -1 = automatic
     _number("d_every", cfg.d_every, 1)
+    _number("adv_warmup", cfg.adv_warmup, -1)  # -1 = automatic
     _number("semi_start", cfg.semi_start, -1)  # negative = automatic
     if not isinstance(cfg.img_size, int) or (cfg.img_size != 0 and not 8 <= cfg.img_size <= 8192):
         raise UserError(f"--img-size {cfg.img_size}: use 0 (from the data) or a patch size from 8 to 8192")
@@ -67,7 +68,8 @@ def check_train_options(cfg: TrainConfig, mcfg: ModelConfig) -> None:
         )
     if cfg.unlabeled and not Path(cfg.unlabeled).is_dir():
         raise UserError(f"--unlabeled {cfg.unlabeled}: folder not found; pass a folder of images without masks")
-    lookup(ENCODERS, mcfg.encoder, "encoder")
+    if mcfg.encoder != "auto":
+        lookup(ENCODERS, mcfg.encoder, "encoder")
     lookup(DISCRIMINATORS, mcfg.discriminator, "discriminator")
 
 

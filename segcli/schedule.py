@@ -42,3 +42,10 @@ def set_lr(opt: Optional[torch.optim.Optimizer], lr: float) -> None:
     if opt is not None:
         for group in opt.param_groups:
             group["lr"] = lr
+
+
+def ramp(warmup: float, epochs_done: float, progress: float) -> float:
+    """0 -> 1 over `warmup` epochs; warmup < 0: over the first quarter of the run; 0: at once."""
+    if warmup < 0:
+        return min(1.0, progress / 0.25)
+    return min(1.0, epochs_done / warmup) if warmup > 0 else 1.0

@@ -111,3 +111,11 @@ def test_malicious_pickle_is_refused_and_runs_nothing(tmp_path: Path) -> None:
 def test_probabilities_binary_has_two_channels() -> None:
     p = probabilities(torch.zeros(1, 1, 2, 2))
     assert p.shape == (1, 2, 2, 2) and math.isclose(float(p.sum(1).mean()), 1.0)
+
+
+def test_ramp_by_epochs_or_over_the_first_quarter_of_the_run() -> None:
+    from segcli.schedule import ramp
+
+    assert ramp(0, 0.0, 0.0) == 1.0  # no warm-up
+    assert ramp(4, 1.0, 0.9) == 0.25 and ramp(4, 6.0, 0.1) == 1.0  # epochs: progress does not matter
+    assert ramp(-1, 50.0, 0.125) == 0.5 and ramp(-1, 0.0, 0.3) == 1.0  # auto: a quarter of the run

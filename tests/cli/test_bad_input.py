@@ -193,7 +193,7 @@ def test_damaged_image_late_in_list_fails_before_training(fmt: str, cache: bool,
     ("--depth", "0", "--depth"), ("--depth", "12", "--depth"), ("--base-channels", "0", "--base-channels"),
     ("--base-channels", "2000", "--base-channels"), ("--val-split", "1.5", "--val-split"),
     ("--precision", "8", "--precision"), ("--workers", "-2", "--workers"), ("--patience", "-2", "--patience"),
-    ("--adv-weight", "-0.5", "--adv-weight"), ("--adv-warmup", "-1", "--adv-warmup"),
+    ("--adv-weight", "-0.5", "--adv-weight"), ("--adv-warmup", "-2", "--adv-warmup"),
     ("--ignore-index", "-1", "--ignore-index"), ("--gan", "wgan", "--gan"), ("--encoder", "vit", "encoder"),
     ("--discriminator", "huge", "discriminator"), ("--unlabeled", "no_such_dir", "--unlabeled"), ("--time", "0", "--time"), ("--device", "tpu", "--device"),
 ])

@@ -10,7 +10,7 @@ import yaml
 from segcli.data.synthetic import make_dataset
 from tests.conftest import run_cli
 
-SMALL = ["--base-channels", "4", "--depth", "2", "--precision", "32"]
+SMALL = ["--base-channels", "4", "--depth", "2", "--precision", "32"]  # U-Net options: encoder auto -> unet
 
 
 def _saved(run: Path) -> dict:
@@ -21,7 +21,7 @@ def test_adaptive_defaults_recorded_in_config(tmp_path: Path) -> None:
     gray = make_dataset(tmp_path / "gray", count=6, size=(72, 100), classes=2, channels=1)
     rgb = make_dataset(tmp_path / "rgb", count=6, size=(200, 150), classes=3, channels=3)
     assert run_cli(["train", gray, "--epochs", "1", *SMALL, "--name", "gray"], cwd=tmp_path).code == 0
-    assert run_cli(["train", rgb, "--epochs", "1", *SMALL, "--name", "rgb"], cwd=tmp_path).code == 0
+    assert run_cli(["train", rgb, "--epochs", "1", "--precision", "32", "--name", "rgb"], cwd=tmp_path).code == 0
     g, r = _saved(tmp_path / "runs/train/gray"), _saved(tmp_path / "runs/train/rgb")
     # patch: the images' short side rounded down to a multiple of 32; batch from the patch size
     assert g["train"]["img_size"] == 64 and g["train"]["batch_size"] == 8
@@ -31,6 +31,8 @@ def test_adaptive_defaults_recorded_in_config(tmp_path: Path) -> None:
     assert g["data_info"]["in_channels"] == 1 and r["data_info"]["in_channels"] == 3
     assert g["data_info"]["binary"] is True and r["data_info"]["num_classes"] == 3
     assert len(g["data_info"]["mean"]) == 1 and 0 < g["data_info"]["std"][0] < 1
+    # encoder: full-resolution U-Net for gray (thin structures), ResNet-18 for colour photos
+    assert g["model"]["encoder"] == "unet" and r["model"]["encoder"] == "resnet18"
     assert g["train"]["workers"] == 0  # CPU: loading in-process, the step keeps every core
 
 
@@ -71,5 +73,5 @@ def test_resnet_encoder_with_local_imagenet_weights(binary_data: Path, tmp_path:
     assert ckpt["model"]["encoder"] == "resnet18"
     # layer1 weights came from the file (a negligible lr keeps them)
     assert torch.allclose(ckpt["generator"]["encoder.layer1.0.conv1.weight"], ref.layer1[0].conv1.weight)
-    bad = run_cli(["train", binary_data, "--epochs", "1", "--weights", "r18.pt", *SMALL], cwd=tmp_path)
+    bad = run_cli(["train", binary_data, "--epochs", "1", "--weights", "r18.pt", "--encoder", "unet", *SMALL], cwd=tmp_path)
     assert bad.code == 2 and "ResNet encoder" in bad.err
