@@ -141,7 +141,7 @@ def main() -> None:
             ("segcli predict, steady state", f"{(tn - t1):.2f} s / {a.count - 1}", f"{tool_ips:.2f} img/s"),
             (f"bare forward loop, {a.count} images", f"{bare:.2f} s", f"{bare_ips:.2f} img/s")]
     w = max(len(r[0]) for r in rows)
-    print(f"512x512 ISBI, default U-Net (base 32, depth 4), batch {a.batch_size}, device {a.device}")
+    print(f"512x512 ISBI, default model (encoder auto = resnet18), batch {a.batch_size}, device {a.device}")
     for name, t, ips in rows:
         print(f"{name:<{w}}  {t:>14}  {ips}")
     print(f"ratio segcli / bare loop: {tool_ips / bare_ips:.1%} (target >= 80%)")

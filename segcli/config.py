@@ -43,7 +43,7 @@ class DataInfo:
 class ModelConfig:
     """The architecture: enough to rebuild the generator and discriminator with no flags."""
 
-    encoder: str = "auto"  # resnet18 for colour data, unet for gray (recorded resolved)
+    encoder: str = "auto"  # resnet18, or unet when base_channels/depth are changed (recorded resolved)
     base_channels: int = 32
     depth: int = 4
     discriminator: str = "patch"

@@ -95,7 +95,7 @@ def build_loaders(cfg: TrainConfig, info: DataInfo, prep: Prepared, fit_stats: b
         verify_decodable(prep.splits.train + prep.splits.val)
     if fit_stats:
         info.mean, info.std = channel_stats(train_ds)
-    train_ds.transform = train_transforms(cfg.img_size, info.mean, info.std, info.in_channels, bool(cfg.orientation_free))
+    train_ds.transform = train_transforms(cfg.img_size, info.mean, info.std, info.in_channels, bool(cfg.orientation_free), cfg.augment)
     val_ds.transform = eval_transforms(info.mean, info.std)
     sampler = distributed.train_sampler(train_ds, cfg.seed, ctx)  # set_epoch() reshuffles
     batch = ctx.local_batch(cfg.batch_size)
@@ -115,7 +115,7 @@ def build_unlabeled_loader(cfg: TrainConfig, info: DataInfo, ctx: distributed.Co
     ds = SegDataset(unlabeled_samples(cfg.unlabeled), info, transform=None, cache=cfg.cache)
     if cfg.cache:
         ds.preload()
-    ds.transform = train_transforms(cfg.img_size, info.mean, info.std, info.in_channels, bool(cfg.orientation_free))
+    ds.transform = train_transforms(cfg.img_size, info.mean, info.std, info.in_channels, bool(cfg.orientation_free), cfg.augment)
     sampler = distributed.train_sampler(ds, cfg.seed + 10_000, ctx)
     batch = ctx.local_batch(cfg.batch_size)
     return DataLoader(ds, batch_size=batch, sampler=sampler, drop_last=len(sampler) >= batch,

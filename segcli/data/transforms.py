@@ -65,16 +65,21 @@ class Compose:
 
 
 def train_transforms(
-    size: int, mean: list[float], std: list[float], channels: int, orientation_free: bool
+    size: int, mean: list[float], std: list[float], channels: int, orientation_free: bool, augment: bool = True
 ) -> Compose:
-    """Training augmentation: scale + crop, flips, small rotations, colour jitter, normalise."""
-    ts: list = [RandomScaleCrop(size), v2.RandomHorizontalFlip()]
+    """Training augmentation: scale + crop, flips, small rotations, colour jitter, normalise.
+
+    `augment=False`: random crops and flips only (what a plain training loop does).
+    """
+    ts: list = [RandomScaleCrop(size, (0.75, 1.25) if augment else (1.0, 1.0)), v2.RandomHorizontalFlip()]
     if orientation_free:
         ts += [v2.RandomVerticalFlip(), RandomRot90()]
+    if not augment:
+        return Compose([*ts, v2.Normalize(mean, std)])
     ts.append(v2.RandomApply([v2.RandomRotation(10, fill=_FILL)], p=0.3))
     jitter = dict(brightness=0.2, contrast=0.2)
     if channels == 3:
-        jitter.update(saturation=0.2, hue=0.02)
+        jitter.update(saturation=0.2)  # no hue: its RGB->HSV round trip costs ~10 ms a crop, more than the rest
     ts += [v2.ColorJitter(**jitter), v2.Normalize(mean, std)]
     return Compose(ts)
 

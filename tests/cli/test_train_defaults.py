@@ -31,7 +31,7 @@ def test_adaptive_defaults_recorded_in_config(tmp_path: Path) -> None:
     assert g["data_info"]["in_channels"] == 1 and r["data_info"]["in_channels"] == 3
     assert g["data_info"]["binary"] is True and r["data_info"]["num_classes"] == 3
     assert len(g["data_info"]["mean"]) == 1 and 0 < g["data_info"]["std"][0] < 1
-    # encoder: full-resolution U-Net for gray (thin structures), ResNet-18 for colour photos
+    # encoder: ResNet-18 by default; the U-Net encoder when its options (--base-channels/--depth) are given
     assert g["model"]["encoder"] == "unet" and r["model"]["encoder"] == "resnet18"
     assert g["train"]["workers"] == 0  # CPU: loading in-process, the step keeps every core
 

@@ -107,3 +107,16 @@ def test_transforms_never_interpolate_masks(multiclass_data: Path) -> None:
         assert set(torch.unique(mask).tolist()) <= {0, 1, 2, 3, IGNORE}
     # padding (patch 64 > image 40x56) is filled with the ignore label
     assert (mask == IGNORE).any()
+
+
+def test_no_augment_is_crops_and_flips_only() -> None:
+    from torchvision.transforms import v2
+
+    from segcli.data.transforms import RandomScaleCrop, train_transforms
+
+    full = train_transforms(32, [0.5], [0.2], 1, False)
+    plain = train_transforms(32, [0.5], [0.2], 1, False, augment=False)
+    assert any(isinstance(t, v2.ColorJitter) for t in full.transforms)
+    kinds = [type(t) for t in plain.transforms]
+    assert kinds == [RandomScaleCrop, v2.RandomHorizontalFlip, v2.Normalize]
+    assert plain.transforms[0].scale == (1.0, 1.0)
