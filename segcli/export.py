@@ -31,7 +31,7 @@ from segcli.onnxrt import META_KEY, onnx_predictor, read_onnx_metadata, run_onnx
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {".onnx": "onnx", ".torchscript": "torchscript", ".ts": "torchscript", ".jit": "torchscript"}
 # Opset 17: ORT and OpenCV DNN (4.8+, 5.x) both run every op the U-Net exports to
-# (Conv, ConvTranspose, MaxPool, Relu, Concat, Sigmoid/Softmax, Cast); BatchNorm is folded.
+# (Conv, Resize (nearest), MaxPool, Relu, Concat, Sigmoid/Softmax, Cast); BatchNorm is folded.
 OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "image", "probabilities"
 TOLERANCE_FP32, TOLERANCE_FP16 = 1e-4, 1e-2

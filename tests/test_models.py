@@ -33,16 +33,16 @@ class GeneratorTester:
         assert torch.isfinite(y).all()
 
     def test_skip_connections_carry_fine_detail(self) -> None:
-        # a U-Net's output depends on full-resolution features: perturb one pixel, the
-        # logits at that pixel change more than far away
+        # a U-Net's output depends on fine features: perturb one pixel, the logits around
+        # it change more than far away (ResNet encoders' finest skip is at stride 2)
         g = self.build(INFOS["binary_gray"]).eval()
         x = torch.zeros(1, 1, 32, 32)
         with torch.no_grad():
             base = g(x)
             x[0, 0, 16, 16] = 5.0
             diff = (g(x) - base).abs()[0, 0]
-        assert diff[16, 16] > 0
-        assert diff[16, 16] >= diff[0, 0]
+        assert diff[14:19, 14:19].mean() > 0
+        assert diff[14:19, 14:19].mean() >= diff[:5, :5].mean()
 
     def test_gradients_reach_every_parameter(self) -> None:
         g = self.build(INFOS["multi_rgb"])

@@ -17,7 +17,7 @@ from tests.conftest import run_cli, save_png
 
 ROOT = Path(__file__).resolve().parents[2]
 # Every op a U-Net export may hold: plain feed-forward, nothing data-dependent, BatchNorm folded.
-ALLOWED_OPS = {"Conv", "ConvTranspose", "MaxPool", "Relu", "Concat", "Sigmoid", "Softmax", "Cast"}
+ALLOWED_OPS = {"Conv", "Resize", "Constant", "MaxPool", "Relu", "Concat", "Sigmoid", "Softmax", "Cast"}
 
 
 def _export(work: Path, *args: str) -> tuple[Path, float]:
