@@ -194,7 +194,7 @@ def main() -> None:
         if not a.skip_peer:
             peer = run_peer(data, parse_duration(a.isbi_time), None)
             lines.append(row("smp Unet-resnet18 (plain loop)", peer, True))
-            print(lines[-1], flush=True)
+            print(lines[-1], f"({peer['steps']} steps)", flush=True)
         lines.append("")
     if a.only in (None, "camvid"):
         data = camvid_split(root, work / "camvid")
@@ -209,7 +209,7 @@ def main() -> None:
         if not a.skip_peer:
             peer = run_peer(data, parse_duration(a.camvid_time), 11)
             lines.append(row("smp Unet-resnet18 (plain loop)", peer, False))
-            print(lines[-1], flush=True)
+            print(lines[-1], f"({peer['steps']} steps)", flush=True)
     table = "\n".join(lines)
     print("\n" + table)
     print(f"\nruns kept in {work}")

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +59,8 @@ def run_variant(data: Path, parts: dict, steps: int, seed: int, device: str, ign
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.set_num_threads(2)  # several variants share the host's cores
     prep = prepare(str(data), 0.2, seed, ignore)
     info = prep.info
     k = 2 if info.binary else info.num_classes
@@ -181,7 +183,8 @@ def main() -> None:
     print(f"{a.dataset}, {a.steps} steps of batch 4, device {a.device}", flush=True)
     print("| variant | parts from segcli | seed | test mIoU | per-class IoU | seconds |\n|---|---|---|---|---|---|", flush=True)
     with ThreadPoolExecutor(a.jobs) as pool:
-        for v, s, r in pool.map(one, jobs):
+        for fut in as_completed([pool.submit(one, j) for j in jobs]):  # as they finish
+            v, s, r = fut.result()
             mine = ",".join(p for p, src in VARIANTS[v].items() if src != "peer") or "-"
             if "error" in r:
                 print(f"| {v} | {mine} | {s} | failed: {r['error'].strip().splitlines()[-1]} | | |", flush=True)
