@@ -89,7 +89,7 @@ class TrainConfig:
     workers: int = -1  # -1: auto (0 on the CPU, where loading shares the cores; up to 4 beside a GPU)
     sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch
     cache: bool = True
-    augment: bool = True
+    augment: bool = False  # crops + flips: better within budgets of ~25-100 epochs (README)
     orientation_free: Optional[bool] = None
     project: str = "runs/train"
     name: str = "exp"

@@ -54,7 +54,7 @@ def train(
     workers: int = typer.Option(_T.workers, help="Data-loading worker processes (-1: auto, 0 on CPU, up to 4 with a GPU)."),
     sync_bn: bool = typer.Option(_T.sync_bn, "--sync-bn", help="Under torchrun: BatchNorm statistics over the global batch."),
     cache: bool = typer.Option(_T.cache, help="Keep decoded images in memory when they fit."),
-    augment: bool = typer.Option(_T.augment, help="Scale, rotation and colour augmentation (--no-augment: random crops and flips only)."),
+    augment: bool = typer.Option(_T.augment, help="Add scale, rotation and colour augmentation to the random crops and flips (pays only in long runs: at 25-100 epochs it cost 0.01-0.04 mIoU)."),
     project: str = typer.Option(_T.project, help="Parent folder of run folders."),
     name: str = typer.Option(_T.name, help="Run name (exp, exp2, ... unless --exist-ok)."),
     exist_ok: bool = typer.Option(_T.exist_ok, "--exist-ok", help="Reuse runs/train/NAME instead of a new folder."),
