@@ -113,6 +113,9 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> tuple[torch.nn.Module, ModelC
         mcfg = from_dict(ModelConfig, ckpt["model"])
         info = from_dict(DataInfo, ckpt["data_info"])
         gen = build_generator(mcfg, info)
+        if any(k.startswith("decoder.blocks.") and ".up." in k for k in ckpt["generator"]):
+            raise ModelFileError(f"{ckpt.get('_path', 'checkpoint')}: made by an earlier segcli whose decoder "
+                                 "used transposed convolutions; retrain it with this version")
         gen.load_state_dict(ckpt["generator"])
     except UserError:
         raise

@@ -78,3 +78,16 @@ def test_pixel_discriminator_map_at_input_resolution() -> None:
 def test_registry_error_lists_valid_names() -> None:
     with pytest.raises(UserError, match="choose one of .*unet"):
         build_generator(ModelConfig(encoder="nope"), INFOS["multi_rgb"])
+
+
+def test_checkpoint_of_the_old_transposed_conv_decoder_is_refused_clearly() -> None:
+    from dataclasses import asdict
+
+    from segcli.checkpoint import model_from_checkpoint
+
+    mcfg, info = ModelConfig(encoder="unet", base_channels=4, depth=2), INFOS["binary_gray"]
+    state = build_generator(mcfg, info).state_dict()
+    state["decoder.blocks.0.up.weight"] = torch.zeros(16, 8, 2, 2)
+    ckpt = {"model": asdict(mcfg), "data_info": asdict(info), "generator": state, "_path": "old.pt"}
+    with pytest.raises(UserError, match=r"old\.pt: .*transposed convolutions; retrain"):
+        model_from_checkpoint(ckpt)
