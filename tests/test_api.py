@@ -25,7 +25,9 @@ def test_predict_accepts_path_pil_and_array(trained_multi: Path, multiclass_data
     assert (a == b).all() and (a == c).all() and (a == d).mean() > 0.99
     mask, probs = model.predict(str(img), probs=True)
     assert probs.shape == (4, 40, 56) and np.allclose(probs.sum(0), 1, atol=2e-3)  # float16 probabilities
-    assert (probs.argmax(0) == mask).all()
+    top2 = np.sort(probs, 0)
+    clear = top2[-1] - top2[-2] > 0.01  # a 1-epoch model has near-ties that float16 rounding can flip
+    assert clear.any() and (probs.argmax(0) == mask)[clear].all()
 
 
 def test_matches_the_cli_and_onnx(trained_binary: Path, binary_data: Path) -> None:

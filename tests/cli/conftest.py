@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY, run_cli
+from tests.conftest import FIT, run_cli
 
 
 def _fit(data: Path, work: Path) -> Path:
-    r = run_cli(["train", data, "--epochs", "25", "--lr", "0.01", *TINY], cwd=work)
+    r = run_cli(["train", data, *FIT], cwd=work)
     assert r.code == 0, r.err
     return work
 

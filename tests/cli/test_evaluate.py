@@ -16,7 +16,7 @@ from torchmetrics.classification import (
 )
 
 from segcli.data.synthetic import make_dataset
-from tests.conftest import TINY, run_cli
+from tests.conftest import FIT, run_cli
 
 
 def _reference(pred_dir: Path, mask_dir: Path, k: int, binary: bool, ignore: int | None) -> dict:
@@ -97,7 +97,7 @@ def test_absent_class_is_reported_absent_and_left_out_of_means(tmp_path: Path) -
     """classes.txt names a 4th class that no mask holds: not 0, not 1, but absent, and out of the means."""
     data = make_dataset(tmp_path / "d", count=10, size=(48, 48), classes=3)
     (data / "classes.txt").write_text("background\na\nb\nnever\n")
-    r = run_cli(["train", data, "--epochs", "25", "--lr", "0.01", *TINY], cwd=tmp_path)
+    r = run_cli(["train", data, *FIT], cwd=tmp_path)
     assert r.code == 0, r.err
     r = run_cli(["evaluate", data, "--json", "--save-dir", tmp_path / "ev"], cwd=tmp_path)
     assert r.code == 0, r.err
