@@ -45,3 +45,30 @@ def camvid_test(root: Path, out: Path) -> None:
         _link(p, out / "test" / "images" / p.name)
         _link(src / "val" / "masks" / f"{p.stem}.png", out / "test" / "masks" / f"{p.stem}.png")
     _link(src / "classes.txt", out / "classes.txt")
+
+
+def score_test(model, data: Path, info, mean, std, device: str = "cpu") -> dict:
+    """A bare model's full-resolution bf16 predictions on DATA/test, scored with segcli's own
+    confusion-matrix code (so a peer and segcli are measured the same way)."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from segcli.data import discover
+    from segcli.data.io import encode_mask, read_image, read_mask, to_float
+    from segcli.metrics import ConfusionMatrix
+
+    dev = torch.device(device)
+    model.eval()
+    cm = ConfusionMatrix(2 if info.binary else info.num_classes)
+    with torch.inference_mode():
+        for s in discover(data).test:
+            x = (to_float(read_image(s.image)) - mean) / std
+            y = encode_mask(read_mask(s.mask), info.binary, info.ignore_index)
+            h, w = y.shape
+            xt = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))).float()[None].to(dev)
+            xt = F.pad(xt, (0, (-w) % 32, 0, (-h) % 32))  # the encoder's stride
+            with torch.autocast(dev.type, torch.bfloat16):
+                pred = model(xt).float()[0, :, :h, :w].argmax(0).cpu().numpy()
+            cm.update(pred, y)
+    return cm.compute()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,6 +52,16 @@ def run_tool(folder: Path, model: Path, out: Path, batch: int, extra: list[str])
     if r.returncode != 0:
         raise SystemExit(f"segcli predict failed:\n{r.stderr}")
     return dt
+
+
+def export_onnx(model: Path) -> Path:
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = model.with_suffix(".onnx")
+    r = subprocess.run([sys.executable, "-m", "segcli", "-q", "export", "-m", str(model), "-o", str(out)],
+                       env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"segcli export failed:\n{r.stderr}")
+    return out
 
 
 def bare_loop(model: Path, images: list[Path], batch: int, device: str) -> float:
@@ -121,16 +132,22 @@ def main() -> None:
         folder.mkdir()
         one.mkdir()
         images = []
-        for i in range(a.count):  # symlinks: no copies; more than 30 repeats the set
+        # real copies: predict skips repeated inputs by resolved path, so symlinks to the same
+        # 30 files would be predicted once each and inflate the count (as an earlier version did)
+        for i in range(a.count):  # more than 30 repeats the set
             dst = folder / f"{i:03d}.png"
-            os.symlink(src[i % len(src)], dst)
+            shutil.copyfile(src[i % len(src)], dst)
             images.append(dst)
-        os.symlink(src[0], one / "000.png")
+        shutil.copyfile(src[0], one / "000.png")
         model = tmp_path / "model.pt"
         make_checkpoint(model, in_channels=1)
         extra = ["--device", a.device] + (["--overlay"] if a.overlay else [])
         t1 = run_tool(one, model, tmp_path / "out1", a.batch_size, extra)
         tn = run_tool(folder, model, tmp_path / "outn", a.batch_size, extra)
+        onnx = export_onnx(model) if a.device in ("auto", "cpu") else None
+        if onnx is not None:  # the same steady-state subtraction through ONNX Runtime
+            o1 = run_tool(one, onnx, tmp_path / "onnx1", a.batch_size, [])
+            on = run_tool(folder, onnx, tmp_path / "onnxn", a.batch_size, [])
         bare = bare_loop(model, images, a.batch_size, a.device)
         peer = smp_loop(images, a.batch_size) if a.device in ("auto", "cpu") else None
 
@@ -140,6 +157,9 @@ def main() -> None:
             (f"segcli predict, {a.count} images (wall)", f"{tn:.2f} s", f"{a.count / tn:.2f} img/s end to end"),
             ("segcli predict, steady state", f"{(tn - t1):.2f} s / {a.count - 1}", f"{tool_ips:.2f} img/s"),
             (f"bare forward loop, {a.count} images", f"{bare:.2f} s", f"{bare_ips:.2f} img/s")]
+    if onnx is not None:
+        rows.append(("segcli predict .onnx, steady state", f"{(on - o1):.2f} s / {a.count - 1}",
+                     f"{(a.count - 1) / (on - o1):.2f} img/s (1 image: {o1:.2f} s wall)"))
     w = max(len(r[0]) for r in rows)
     print(f"512x512 ISBI, default model (encoder auto = resnet18), batch {a.batch_size}, device {a.device}")
     for name, t, ips in rows:

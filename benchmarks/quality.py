@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from datasets import _link, camvid_test, data_root, isbi_split  # noqa: E402
+from datasets import _link, camvid_test, data_root, isbi_split, score_test  # noqa: E402
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -70,9 +69,8 @@ def run_peer(data: Path, budget_s: float, ignore: int | None, seed: int = 0) -> 
     import torch
     import torch.nn.functional as F
 
-    from segcli.data import discover, prepare
+    from segcli.data import prepare
     from segcli.data.io import IGNORE, encode_mask, read_image, read_mask, to_float
-    from segcli.metrics import ConfusionMatrix
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -136,19 +134,7 @@ def run_peer(data: Path, budget_s: float, ignore: int | None, seed: int = 0) -> 
         opt.step()
         steps += 1
     seconds = time.perf_counter() - t0
-    model.eval()
-    cm = ConfusionMatrix(k)
-    with torch.inference_mode():
-        for s in discover(data).test:
-            x = (to_float(read_image(s.image)) - mean) / std
-            y = encode_mask(read_mask(s.mask), info.binary, info.ignore_index)
-            h, w = y.shape
-            xt = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))).float()[None]
-            xt = F.pad(xt, (0, (-w) % 32, 0, (-h) % 32))
-            with torch.autocast("cpu", torch.bfloat16):
-                pred = model(xt).float()[0, :, :h, :w].argmax(0).numpy()
-            cm.update(pred, y)
-    result = cm.compute()
+    result = score_test(model, data, info, mean, std)
     result["seconds"] = seconds
     result["steps"] = steps
     return result

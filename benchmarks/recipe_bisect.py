@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from datasets import data_root  # noqa: E402
+from datasets import data_root, score_test  # noqa: E402
 from quality import camvid_split, isbi_split  # noqa: E402
 
 VARIANTS = {
@@ -47,12 +47,11 @@ def run_variant(data: Path, parts: dict, steps: int, seed: int, device: str, ign
     import torch.nn.functional as F
 
     from segcli.config import ModelConfig
-    from segcli.data import discover, prepare
+    from segcli.data import prepare
     from segcli.data.dataset import SegDataset, channel_stats
-    from segcli.data.io import IGNORE, encode_mask, read_image, read_mask, to_float
+    from segcli.data.io import IGNORE, to_float
     from segcli.data.transforms import train_transforms
     from segcli.losses import segmentation_loss
-    from segcli.metrics import ConfusionMatrix
     from segcli.models import build_generator
     from segcli.schedule import lr_at
 
@@ -134,19 +133,7 @@ def run_variant(data: Path, parts: dict, steps: int, seed: int, device: str, ign
         opt.step()
     seconds = time.perf_counter() - t0
 
-    model.eval()
-    cm = ConfusionMatrix(k)
-    with torch.inference_mode():
-        for s in discover(data).test:
-            x = (to_float(read_image(s.image)) - mean) / std
-            y = encode_mask(read_mask(s.mask), info.binary, info.ignore_index)
-            h, w = y.shape
-            xt = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))).float()[None].to(dev)
-            xt = F.pad(xt, (0, (-w) % 32, 0, (-h) % 32))
-            with torch.autocast(dev.type, torch.bfloat16):
-                pred = model(xt).float()[0, :, :h, :w].argmax(0).cpu().numpy()
-            cm.update(pred, y)
-    r = cm.compute()
+    r = score_test(model, data, info, mean, std, device)
     return {"mIoU": r["mIoU"], "per_class": [p["iou"] for p in r["per_class"]], "seconds": seconds}
 
 

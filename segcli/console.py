@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from typing import Any, Optional
 
 from rich.console import Console

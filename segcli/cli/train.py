@@ -63,7 +63,7 @@ def train(
     config: Optional[str] = config_option(),
 ) -> None:
     """Train a GAN segmentation model; writes runs/train/NAME with weights, metrics.csv and plots."""
-    from segcli.console import TrainProgress, err, info, out
+    from segcli.console import TrainProgress, info, out
     from segcli.checkpoint import resume_state
     from segcli.engine import train as run_train
     from segcli.ranks import is_main_process
