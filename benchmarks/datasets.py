@@ -72,3 +72,30 @@ def score_test(model, data: Path, info, mean, std, device: str = "cpu") -> dict:
                 pred = model(xt).float()[0, :, :h, :w].argmax(0).cpu().numpy()
             cm.update(pred, y)
     return cm.compute()
+
+
+def peer_batch(xs: list, ys: list, crop: int, bs: int, rng, gray: bool, ignore: int):
+    """The peer's plain sampling: random crops (padding small images with `ignore`) and flips,
+    vertical ones too for gray images; (N,C,H,W) float and (N,H,W) long tensors."""
+    import numpy as np
+    import torch
+
+    bx, by = [], []
+    for _ in range(bs):
+        i = int(rng.integers(len(xs)))
+        x, y = xs[i], ys[i]
+        h, w = y.shape
+        ph, pw = max(0, crop - h), max(0, crop - w)
+        if ph or pw:
+            x = np.pad(x, ((0, ph), (0, pw), (0, 0)))
+            y = np.pad(y, ((0, ph), (0, pw)), constant_values=ignore)
+            h, w = y.shape
+        t, l = int(rng.integers(h - crop + 1)), int(rng.integers(w - crop + 1))
+        x, y = x[t : t + crop, l : l + crop], y[t : t + crop, l : l + crop]
+        if rng.random() < 0.5:
+            x, y = x[:, ::-1], y[:, ::-1]
+        if gray and rng.random() < 0.5:
+            x, y = x[::-1], y[::-1]
+        bx.append(np.ascontiguousarray(x.transpose(2, 0, 1)))
+        by.append(np.ascontiguousarray(y))
+    return torch.from_numpy(np.stack(bx)).float(), torch.from_numpy(np.stack(by)).long()

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from datasets import _link, camvid_test, data_root, isbi_split, score_test  # noqa: E402
+from datasets import _link, camvid_test, data_root, isbi_split, peer_batch, score_test  # noqa: E402
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -98,25 +98,7 @@ def run_peer(data: Path, budget_s: float, ignore: int | None, seed: int = 0) -> 
     gray = c == 1
 
     def batch():
-        bx, by = [], []
-        for _ in range(bs):
-            i = int(rng.integers(len(xs)))
-            x, y = xs[i], ys[i]
-            h, w = y.shape
-            ph, pw = max(0, crop - h), max(0, crop - w)
-            if ph or pw:
-                x = np.pad(x, ((0, ph), (0, pw), (0, 0)))
-                y = np.pad(y, ((0, ph), (0, pw)), constant_values=IGNORE)
-                h, w = y.shape
-            t, l = int(rng.integers(h - crop + 1)), int(rng.integers(w - crop + 1))
-            x, y = x[t : t + crop, l : l + crop], y[t : t + crop, l : l + crop]
-            if rng.random() < 0.5:
-                x, y = x[:, ::-1], y[:, ::-1]
-            if gray and rng.random() < 0.5:
-                x, y = x[::-1], y[::-1]
-            bx.append(np.ascontiguousarray(x.transpose(2, 0, 1)))
-            by.append(np.ascontiguousarray(y))
-        return torch.from_numpy(np.stack(bx)).float(), torch.from_numpy(np.stack(by)).long()
+        return peer_batch(xs, ys, crop, bs, rng, gray, IGNORE)
 
     model.train()
     t0 = time.perf_counter()

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from datasets import data_root, score_test  # noqa: E402
+from datasets import data_root, peer_batch, score_test  # noqa: E402
 from quality import camvid_split, isbi_split  # noqa: E402
 
 VARIANTS = {
@@ -81,18 +81,7 @@ def run_variant(data: Path, parts: dict, steps: int, seed: int, device: str, ign
         ys = [ds.load(i)[1] for i in range(len(ds))]
 
         def batch():
-            bx, by = [], []
-            for _ in range(bs):
-                i = int(rng.integers(len(xs)))
-                x, y = xs[i], ys[i]
-                h, w = y.shape
-                t, l = int(rng.integers(h - crop + 1)), int(rng.integers(w - crop + 1))
-                x, y = x[t : t + crop, l : l + crop], y[t : t + crop, l : l + crop]
-                if rng.random() < 0.5:
-                    x, y = x[:, ::-1], y[:, ::-1]
-                bx.append(np.ascontiguousarray(x.transpose(2, 0, 1)))
-                by.append(np.ascontiguousarray(y))
-            return torch.from_numpy(np.stack(bx)).float(), torch.from_numpy(np.stack(by)).long()
+            return peer_batch(xs, ys, crop, bs, rng, c == 1, IGNORE)
     else:
         ds.transform = train_transforms(crop, info.mean, info.std, c, c == 1, parts["data"] == "aug")
 
