@@ -9,7 +9,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 import numpy as np
 import torch
@@ -26,14 +26,14 @@ from segcli.device import Precision, describe, select_precision
 from segcli.errors import UserError
 from segcli.gan import StepSettings, train_step
 from segcli.schedule import Clock, lr_at, ramp, set_lr
-from segcli.semi import SemiSettings
+from segcli.semi import SemiSettings, UnlabeledSet
 from segcli.metrics import ConfusionMatrix
 from segcli.models import build_discriminator, build_generator, resolve_encoder
 from segcli.runs import new_run_dir, parse_duration
 
 CSV_FIELDS = ["epoch", "g_loss", "g_seg", "g_adv", "d_loss", "val_mIoU", "val_Dice", "lr_g", "lr_d", "seconds",
               "train_seconds", "semi_pixels"]
-LOSS_KEYS = ("g_loss", "g_seg", "g_adv", "d_loss", "semi_pixels")
+LOSS_KEYS = ("g_loss", "g_seg", "g_adv", "d_loss")
 
 
 class Callbacks(Protocol):
@@ -106,27 +106,6 @@ def build_loaders(cfg: TrainConfig, info: DataInfo, prep: Prepared, fit_stats: b
     val_batches = distributed.shard_batches(SizeGroupedBatches(prep.val_sizes, batch), ctx)
     val_dl = DataLoader(val_ds, batch_sampler=val_batches, num_workers=0)
     return train_dl, val_dl
-
-
-def build_unlabeled_loader(cfg: TrainConfig, info: DataInfo, ctx: distributed.Context) -> DataLoader:
-    """Unlabeled images with the training augmentation, on their own seeded (distributed) sampler."""
-    from segcli.data import unlabeled_samples
-
-    ds = SegDataset(unlabeled_samples(cfg.unlabeled), info, transform=None, cache=cfg.cache)
-    if cfg.cache:
-        ds.preload()
-    ds.transform = train_transforms(cfg.img_size, info.mean, info.std, info.in_channels, bool(cfg.orientation_free), cfg.augment)
-    sampler = distributed.train_sampler(ds, cfg.seed + 10_000, ctx)
-    batch = ctx.local_batch(cfg.batch_size)
-    return DataLoader(ds, batch_size=batch, sampler=sampler, drop_last=len(sampler) >= batch,
-                      num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
-
-
-def _cycle(loader: DataLoader, epoch: int) -> Iterator:
-    """Endless batches; each pass over the unlabeled set gets its own shuffle, fixed by the epoch."""
-    for k in range(10**9):
-        loader.sampler.set_epoch(epoch * 100_000 + k)
-        yield from loader
 
 
 @torch.inference_mode()
@@ -216,6 +195,8 @@ def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callba
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=(0.5, 0.999)) if disc is not None else None
     scalers = (precision.scaler(), precision.scaler())
 
+    semi = SemiSettings(cfg.semi_threshold, cfg.semi_weight, cfg.semi_adv_weight)
+    unlabeled_set = UnlabeledSet(cfg, info, ctx) if cfg.unlabeled else None
     history: list[dict[str, Any]] = []
     start_epoch, best_fit, best_epoch, bad_epochs = 0, -1.0, 0, 0
     if resume is not None:
@@ -234,6 +215,8 @@ def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callba
         run_dir = ctx.share(new_run_dir(cfg.project, cfg.name, cfg.exist_ok) if ctx.main else None)
     weights = run_dir / "weights"
     guard.run_dir, guard.saved_epoch = run_dir, start_epoch
+    if unlabeled_set is not None and disc is not None:
+        unlabeled_set.resume(gen, weights / "best.pt", history, disc, device, precision.autocast, cfg.gan, semi)
     if ctx.main:
         checkpoint.make_dirs(weights)
         save_yaml(run_dir / "config.yaml", {"train": to_dict(cfg), "model": to_dict(mcfg), "data_info": to_dict(info)})
@@ -247,8 +230,6 @@ def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callba
                             cfg.focal_gamma if cfg.loss == "focal" else 0.0, ctx.batch_sum)
     data_summary = {"train_images": len(prep.splits.train), "val_images": len(prep.splits.val),
                     "class_pixels": train_pixels.tolist(), "class_weights": class_weights}
-    semi = SemiSettings(cfg.semi_threshold, cfg.semi_weight, cfg.semi_adv_weight)
-    unlabeled_dl = build_unlabeled_loader(cfg, info, ctx) if cfg.unlabeled else None
     steps = len(train_dl)
     world = f" x {ctx.world} processes" if ctx.enabled else ""
     cb.on_start({"run_dir": run_dir, "device": describe(device) + world, "precision": precision.name,
@@ -267,9 +248,7 @@ def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callba
             disc.train()
         sums: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}  # with --d-every, the D losses exist on some steps only
-        unlabeled_iter = None
-        if unlabeled_dl is not None:
-            unlabeled_iter = _cycle(unlabeled_dl, epoch)
+        unlabeled_iter = unlabeled_set.batches(epoch) if unlabeled_set is not None else None
         for i, (image, labels) in enumerate(train_dl):
             if clock.must_stop():
                 stopped = f"time budget {cfg.time} reached"
@@ -284,10 +263,11 @@ def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callba
             unlabeled = None
             gan_now = disc_t is not None and (epoch * steps + i) % cfg.d_every == 0
             if unlabeled_iter is not None and gan_now:
-                unlabeled = next(unlabeled_iter)[0].to(device, non_blocking=True, memory_format=torch.channels_last)
+                u_image, u_labels = next(unlabeled_iter)
+                unlabeled = (u_image.to(device, non_blocking=True, memory_format=torch.channels_last),
+                             u_labels.to(device, non_blocking=True))
             losses = train_step(gen_t, disc_t if gan_now else None, opt_g, opt_d, image, labels, settings, adv_w,
-                                precision.autocast, scalers, unlabeled, semi,
-                                self_training=ramp(cfg.semi_start, epoch + i / steps, progress) >= 1.0)
+                                precision.autocast, scalers, unlabeled, semi)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v
                 counts[k] = counts.get(k, 0) + 1
@@ -316,6 +296,8 @@ def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callba
         else:
             row.update(val_mIoU=float("nan"), val_Dice=float("nan"))
         row["seconds"] = round(time.monotonic() - t_epoch, 3)
+        if unlabeled_set is not None:
+            row["semi_pixels"] = unlabeled_set.share  # the pseudo-labels this epoch trained on
         history.append(row)
         if validate_now:
             fit = metrics["mIoU"] if np.isfinite(metrics["mIoU"]) else -1.0
@@ -324,6 +306,11 @@ def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callba
                 best_fit, best_epoch, bad_epochs = fit, epoch + 1, 0
             else:
                 bad_epochs += 1
+            # self-training: the best generator so far labels the unlabeled images for the next epochs
+            if (unlabeled_set is not None and disc is not None and improved
+                    and ramp(cfg.semi_start, epoch + 1, max((epoch + 1) / cfg.epochs, clock.progress())) >= 1.0
+                    and unlabeled_set.due()):
+                unlabeled_set.relabel(gen, disc, device, precision.autocast, cfg.gan, semi)
             state = {
                 "model": to_dict(mcfg), "data_info": to_dict(info), "train": to_dict(cfg),
                 "generator": gen.state_dict(), "discriminator": disc.state_dict() if disc is not None else None,

@@ -1,21 +1,37 @@
-"""Semi-supervised adversarial terms for unlabeled images (Hung et al. 2018, AdvSemiSeg).
+"""Semi-supervised adversarial training on unlabeled images (after Hung et al. 2018, AdvSemiSeg).
 
 On an unlabeled batch the generator gets (1) the adversarial loss: make D believe its
-prediction is a real mask, and (2) after a warm-up, a self-training cross-entropy towards its
-own argmax on the pixels where D's per-pixel confidence exceeds a threshold. D itself is
+prediction is a real mask, and (2) once self-training has started, a cross-entropy towards
+pseudo-labels on the pixels where D's per-pixel confidence exceeds a threshold. D itself is
 trained on labeled pairs only, so its confidence means "looks like a real mask".
+
+Where AdvSemiSeg takes the pseudo-labels from the same forward pass (G's own argmax, which
+teaches G little it does not already predict), segcli takes them from a teacher: the
+generator at its best validation so far, run in eval mode over each whole unlabeled image.
+The labels are then fixed while G trains on augmented crops of them (README: what it measured).
 """
 
 from __future__ import annotations
 
+import copy
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
+from torchvision import tv_tensors
 
-from segcli.data.io import IGNORE
+from segcli import checkpoint, distributed
+from segcli.config import DataInfo, TrainConfig
+from segcli.data import unlabeled_samples
+from segcli.data.dataset import SegDataset
+from segcli.data.io import IGNORE, to_float
+from segcli.data.transforms import eval_transforms, train_transforms
 from segcli.losses import cross_entropy, generator_adv_loss, probabilities
 
 
@@ -35,26 +51,90 @@ def confidence(pred: torch.Tensor, mode: str, size: tuple[int, int]) -> torch.Te
 
 
 def unlabeled_terms(
-    disc: nn.Module, image: torch.Tensor, logits: torch.Tensor, mode: str, s: SemiSettings,
-    self_training: bool, autocast=nullcontext,
+    disc: nn.Module, image: torch.Tensor, pseudo: torch.Tensor, logits: torch.Tensor, mode: str,
+    s: SemiSettings, autocast=nullcontext,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The generator's extra loss on an unlabeled batch, and what it measured."""
+    """The generator's extra loss on an unlabeled batch (pseudo-labels: IGNORE where there are none)."""
     from segcli.gan import frozen
 
-    probs = probabilities(logits.float())
-    disc = getattr(disc, "module", disc)  # bare D under DDP: it is frozen here
-    with frozen(disc), autocast():
-        pred = disc(torch.cat([image, probs], 1))
-    pred = pred.float()
-    adv = generator_adv_loss(pred, mode)
-    conf = confidence(pred.detach(), mode, tuple(image.shape[-2:]))
-    use = conf > s.threshold
-    loss = s.adv_weight * adv
-    out = {"semi_adv": adv.detach(), "semi_pixels": use.float().mean() if self_training else torch.zeros(())}
-    if self_training:
-        pseudo = probs.detach().argmax(1)
-        pseudo = torch.where(use, pseudo, torch.full_like(pseudo, IGNORE))
-        ce = cross_entropy(logits, pseudo)
-        loss = loss + s.weight * ce
-        out["semi_ce"] = ce.detach()
+    ce = cross_entropy(logits, pseudo)  # 0 before the first pseudo-labels
+    loss, out = s.weight * ce, {"semi_ce": ce.detach()}
+    if s.adv_weight > 0:
+        disc = getattr(disc, "module", disc)  # bare D under DDP: it is frozen here
+        with frozen(disc), autocast():
+            pred = disc(torch.cat([image, probabilities(logits.float())], 1))
+        adv = generator_adv_loss(pred.float(), mode)
+        loss = loss + s.adv_weight * adv
+        out["semi_adv"] = adv.detach()
     return loss, out
+
+
+class UnlabeledSet:
+    """The unlabeled images, their loader (own seeded sampler) and their current pseudo-labels."""
+
+    def __init__(self, cfg: TrainConfig, info: DataInfo, ctx: distributed.Context) -> None:
+        self.cfg, self.ctx = cfg, ctx
+        self.ds = SegDataset(unlabeled_samples(cfg.unlabeled), info, transform=None, cache=cfg.cache)
+        if cfg.cache:
+            self.ds.preload()
+        self.ds.transform = train_transforms(cfg.img_size, info.mean, info.std, info.in_channels,
+                                             bool(cfg.orientation_free), cfg.augment)
+        self.eval_tf = eval_transforms(info.mean, info.std)
+        self.loader = self._loader()
+        self.share = 0.0  # of unlabeled pixels with a pseudo-label
+        self.cost = 0.0  # seconds the last labelling took
+        self.last: Optional[float] = None  # when it ended
+
+    def _loader(self) -> DataLoader:
+        sampler = distributed.train_sampler(self.ds, self.cfg.seed + 10_000, self.ctx)
+        batch = self.ctx.local_batch(self.cfg.batch_size)
+        # rebuilt after each labelling: persistent workers would keep the old labels
+        return DataLoader(self.ds, batch_size=batch, sampler=sampler, drop_last=len(sampler) >= batch,
+                          num_workers=self.cfg.workers, persistent_workers=self.cfg.workers > 0)
+
+    def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Endless batches; each pass over the set gets its own shuffle, fixed by the epoch."""
+        for k in range(10**9):
+            self.loader.sampler.set_epoch(epoch * 100_000 + k)
+            yield from self.loader
+
+    def due(self) -> bool:
+        """Labelling may take ~10% of the training time, as validation does under --time.
+
+        Rank 0 decides, so all processes of a distributed run relabel together.
+        """
+        wait = 0.0 if self.last is None else 9 * self.cost - (time.monotonic() - self.last)
+        return self.ctx.agree(wait) <= 0
+
+    def resume(self, gen: nn.Module, best: Path, history: list[dict], *args) -> None:
+        """A resumed run that had started self-training relabels at once, with best.pt as the teacher."""
+        if any(float(row.get("semi_pixels") or 0) > 0 for row in history):
+            teacher = copy.deepcopy(gen)
+            teacher.load_state_dict(checkpoint.load(best)["generator"])
+            self.relabel(teacher, *args)
+
+    @torch.inference_mode()
+    def relabel(self, gen: nn.Module, disc: nn.Module, device: torch.device, autocast, mode: str,
+                s: SemiSettings) -> float:
+        """Pseudo-label every unlabeled image with G's argmax where D's confidence exceeds the threshold."""
+        t0 = time.monotonic()
+        gen.eval(), disc.eval()
+        used = total = 0
+        for i in range(len(self.ds)):
+            image, labels = self.ds.load(i)
+            img = tv_tensors.Image(torch.from_numpy(to_float(image)).permute(2, 0, 1))
+            x = self.eval_tf(img, tv_tensors.Mask(torch.from_numpy(labels)))[0].as_subclass(torch.Tensor)
+            x = x[None].to(device, memory_format=torch.channels_last)
+            with autocast():
+                probs = probabilities(gen(x).float())
+                conf = confidence(disc(torch.cat([x, probs], 1)).float(), mode, tuple(x.shape[-2:]))
+            keep = conf > s.threshold
+            pseudo = torch.where(keep, probs.argmax(1), IGNORE)[0]
+            self.ds.pseudo[i] = pseudo.to(torch.uint8).cpu().numpy()
+            used, total = used + int(keep.sum()), total + keep.numel()
+        gen.train(), disc.train()
+        self.loader = self._loader()
+        self.share = used / max(total, 1)
+        self.last = time.monotonic()
+        self.cost = self.last - t0
+        return self.share

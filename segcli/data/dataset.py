@@ -20,7 +20,8 @@ CACHE_BYTES = 4 * 1024**3
 class SegDataset(Dataset):
     """Yields (image float CxHxW, labels int64 HxW) after the joint transform.
 
-    Samples without a mask (unlabeled images) yield an all-ignore label map.
+    Samples without a mask (unlabeled images) yield an all-ignore label map, or their
+    pseudo-labels once semi-supervised training has set them in `pseudo`.
     """
 
     def __init__(
@@ -28,6 +29,7 @@ class SegDataset(Dataset):
     ) -> None:
         self.samples, self.info, self.transform = samples, info, transform
         self._cache: Optional[dict[int, tuple[np.ndarray, np.ndarray]]] = {} if cache else None
+        self.pseudo: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -64,6 +66,7 @@ class SegDataset(Dataset):
         # alone, not on which process or loader worker draws the sample
         i, seed = key if isinstance(key, tuple) else (key, None)
         image, labels = self.load(i)
+        labels = self.pseudo.get(i, labels)
         img = tv_tensors.Image(torch.from_numpy(to_float(image)).permute(2, 0, 1))
         mask = tv_tensors.Mask(torch.from_numpy(labels))
         if seed is None:

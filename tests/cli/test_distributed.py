@@ -175,3 +175,13 @@ def test_loader_workers_do_not_change_results(binary_data: Path, tmp_path: Path)
     assert run_cli(base + ["--name", "w2", "--workers", "2"], cwd=tmp_path).code == 0
     a, b = _rows(tmp_path / "runs/train/w0"), _rows(tmp_path / "runs/train/w2")
     assert a[0]["g_loss"] == b[0]["g_loss"] and a[0]["val_mIoU"] == b[0]["val_mIoU"]
+
+
+def test_semi_supervised_under_torchrun(ddp_runs: dict, tmp_path: Path) -> None:
+    """--unlabeled with two processes: both relabel together (rank 0 decides when) and finish."""
+    data: Path = ddp_runs["data"]
+    r = _torchrun(["train", data, "--unlabeled", data / "images", "--semi-start", "1", "--semi-threshold", "0",
+                   "--d-every", "1", *ARGS[:2], *ARGS[4:]], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    share = [float(row["semi_pixels"]) for row in _rows(tmp_path / "runs/train/exp")]
+    assert share[0] == 0.0 and share[-1] > 0.0

@@ -45,7 +45,7 @@ def test_missing_unlabeled_folder_is_named(binary_data: Path, tmp_path: Path) ->
     assert r.code == 2 and "nowhere" in r.err
 
 
-def test_self_training_uses_only_confident_pixels() -> None:
+def test_self_training_learns_only_from_pseudo_labelled_pixels() -> None:
     from segcli.config import DataInfo, ModelConfig
     from segcli.models import build_discriminator, build_generator
 
@@ -55,12 +55,10 @@ def test_self_training_uses_only_confident_pixels() -> None:
     g, d = build_generator(cfg, info), build_discriminator(cfg, info)
     opt_g, opt_d = torch.optim.Adam(g.parameters()), torch.optim.Adam(d.parameters())
     x, y, u = torch.randn(2, 1, 32, 32), torch.randint(0, 3, (2, 32, 32)), torch.randn(2, 1, 32, 32)
-    never = train_step(g, d, opt_g, opt_d, x, y, StepSettings(), 0.01, unlabeled=u,
-                       semi=SemiSettings(threshold=1.1), self_training=True)
-    always = train_step(g, d, opt_g, opt_d, x, y, StepSettings(), 0.01, unlabeled=u,
-                        semi=SemiSettings(threshold=-0.1), self_training=True)
-    assert float(never["semi_pixels"]) == 0.0 and float(never["semi_ce"]) == 0.0
-    assert float(always["semi_pixels"]) == 1.0 and float(always["semi_ce"]) > 0
+    none = torch.full((2, 32, 32), 255)
+    before = train_step(g, d, opt_g, opt_d, x, y, StepSettings(), 0.01, unlabeled=(u, none), semi=SemiSettings())
+    after = train_step(g, d, opt_g, opt_d, x, y, StepSettings(), 0.01, unlabeled=(u, y), semi=SemiSettings())
+    assert float(before["semi_ce"]) == 0.0 and float(after["semi_ce"]) > 0
 
 
 def test_unlabeled_batch_does_not_touch_the_labeled_pass() -> None:
@@ -82,7 +80,49 @@ def test_unlabeled_batch_does_not_touch_the_labeled_pass() -> None:
     for unlabeled in (None, u):
         gc, dc = copy.deepcopy(g), copy.deepcopy(d)
         opt_g, opt_d = torch.optim.Adam(gc.parameters()), torch.optim.Adam(dc.parameters())
-        out = train_step(gc, dc, opt_g, opt_d, x, y, StepSettings(), 0.01, unlabeled=unlabeled,
-                         semi=SemiSettings(), self_training=True)
+        out = train_step(gc, dc, opt_g, opt_d, x, y, StepSettings(), 0.01,
+                         unlabeled=None if unlabeled is None else (unlabeled, y), semi=SemiSettings())
         seg.append(float(out["g_seg"]))
     assert seg[0] == pytest.approx(seg[1], abs=1e-6)
+
+
+@pytest.mark.parametrize("threshold", [1.1, -0.1])
+def test_teacher_labels_the_pixels_where_d_is_confident(binary_data: Path, threshold: float) -> None:
+    from contextlib import nullcontext
+
+    from segcli.config import DataInfo, ModelConfig, TrainConfig
+    from segcli.distributed import Context
+    from segcli.models import build_discriminator, build_generator
+    from segcli.semi import UnlabeledSet
+
+    torch.manual_seed(0)
+    info = DataInfo(in_channels=3, binary=True)
+    mcfg = ModelConfig(base_channels=4, depth=2, disc_channels=8, discriminator="pixel")
+    g, d = build_generator(mcfg, info), build_discriminator(mcfg, info)
+    cfg = TrainConfig(unlabeled=str(binary_data / "images"), img_size=32, batch_size=2, workers=0, orientation_free=False)
+    unlabeled = UnlabeledSet(cfg, info, Context())
+    assert float((next(unlabeled.batches(0))[1] != 255).float().mean()) == 0.0  # nothing labelled yet
+    share = unlabeled.relabel(g, d, torch.device("cpu"), nullcontext, "lsgan", SemiSettings(threshold=threshold))
+    assert share == (1.0 if threshold < 0 else 0.0)  # lsgan confidence lies in [0, 1]
+    labels = next(unlabeled.batches(1))[1]  # augmented crops of the new labels reach the loader
+    assert float((labels != 255).float().mean()) == share
+    assert set(labels.unique().tolist()) <= {0, 1, 255}
+    assert g.training and d.training  # back to training mode
+
+
+def test_resumed_run_keeps_self_training(binary_data: Path, tmp_path: Path) -> None:
+    """After --resume the pseudo-labels come back at once (from best.pt), not at the next improvement."""
+    r = run_cli(["train", binary_data, "--unlabeled", binary_data / "images", "--epochs", "2", "--semi-start", "1",
+                 "--semi-threshold", "0.0", "--d-every", "1", *TINY], cwd=tmp_path)
+    assert r.code == 0, r.err
+    last = tmp_path / "runs/train/exp/weights/last.pt"
+    ckpt = torch.load(last, weights_only=True)
+    ckpt.pop("finished")
+    ckpt["train"]["epochs"] = 3
+    ckpt["best_fitness"] = 2.0  # no later epoch can improve on it: only the resume may relabel
+    torch.save(ckpt, last)
+    r = run_cli(["train", "--resume", "runs/train/exp"], cwd=tmp_path)
+    assert r.code == 0, r.err
+    with open(tmp_path / "runs/train/exp/metrics.csv") as f:
+        share = [float(row["semi_pixels"]) for row in csv.DictReader(f)]
+    assert len(share) == 3 and share[0] == 0.0 and share[1] > 0.0 and share[2] > 0.0
