@@ -216,7 +216,7 @@ def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callba
     weights = run_dir / "weights"
     guard.run_dir, guard.saved_epoch = run_dir, start_epoch
     if unlabeled_set is not None and disc is not None:
-        unlabeled_set.resume(gen, weights / "best.pt", history, disc, device, precision.autocast, cfg.gan, semi)
+        unlabeled_set.resume(history, weights / "best.pt", gen, disc, device, precision.autocast, cfg.gan, semi)
     if ctx.main:
         checkpoint.make_dirs(weights)
         save_yaml(run_dir / "config.yaml", {"train": to_dict(cfg), "model": to_dict(mcfg), "data_info": to_dict(info)})

@@ -106,12 +106,13 @@ class UnlabeledSet:
         wait = 0.0 if self.last is None else 9 * self.cost - (time.monotonic() - self.last)
         return self.ctx.agree(wait) <= 0
 
-    def resume(self, gen: nn.Module, best: Path, history: list[dict], *args) -> None:
+    def resume(self, history: list[dict], best: Path, gen: nn.Module, disc: nn.Module, device: torch.device,
+               autocast, mode: str, s: SemiSettings) -> None:
         """A resumed run that had started self-training relabels at once, with best.pt as the teacher."""
         if any(float(row.get("semi_pixels") or 0) > 0 for row in history):
             teacher = copy.deepcopy(gen)
             teacher.load_state_dict(checkpoint.load(best)["generator"])
-            self.relabel(teacher, *args)
+            self.relabel(teacher, disc, device, autocast, mode, s)
 
     @torch.inference_mode()
     def relabel(self, gen: nn.Module, disc: nn.Module, device: torch.device, autocast, mode: str,
