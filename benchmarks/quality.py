@@ -55,8 +55,10 @@ def segcli(args: list[str], cwd: Path) -> str:
 
 
 def run_segcli(name: str, data: Path, budget: str, extra: list[str], work: Path) -> dict:
+    """Train, then score best.pt on data/test. budget: a --time duration ("6m") or "200ep"."""
+    flags = ["--epochs", budget[:-2]] if budget.endswith("ep") else ["--time", budget]
     t0 = time.perf_counter()
-    run = segcli(["train", str(data), "--time", budget, "--name", name, "--exist-ok", *extra], work).strip()
+    run = segcli(["train", str(data), *flags, "--name", name, "--exist-ok", *extra], work).strip()
     seconds = time.perf_counter() - t0
     result = json.loads(segcli(["evaluate", str(data / "test"), "--model", f"{run}/weights/best.pt", "--json"], work))
     result["seconds"] = seconds

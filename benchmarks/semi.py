@@ -11,6 +11,8 @@ the table gives each pair and the mean gain.
 
     python benchmarks/semi.py --seeds 0,1,2        # 3m ISBI, 4m CamVid per run (~45 min)
     python benchmarks/semi.py --isbi-time 30s --only isbi --seeds 0  # smoke run
+    python benchmarks/semi.py --isbi-time 600ep --camvid-time 200ep --jobs 6 --common "--device cuda --workers 1"
+        # equal epochs instead of equal time (AdvSemiSeg's convention), runs side by side on a GPU
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -50,11 +53,13 @@ def camvid_quarter(root: Path, out: Path) -> tuple[Path, Path]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-root")
-    ap.add_argument("--isbi-time", default="3m")
-    ap.add_argument("--camvid-time", default="4m")
+    ap.add_argument("--isbi-time", default="3m", help="a duration, or N epochs as 'Nep'")
+    ap.add_argument("--camvid-time", default="4m", help="a duration, or N epochs as 'Nep'")
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated; each trains both arms")
     ap.add_argument("--only", choices=["isbi", "camvid"])
     ap.add_argument("--extra", default="", help="extra options for the semi-supervised run")
+    ap.add_argument("--common", default="", help="extra options for both runs (e.g. --device cuda)")
+    ap.add_argument("--jobs", type=int, default=1, help="runs at a time (a GPU; on a CPU time budgets need 1)")
     a = ap.parse_args()
     root = data_root(a.data_root)
     seeds = [int(x) for x in a.seeds.split(",")]
@@ -68,14 +73,27 @@ def main() -> None:
     if a.only in (None, "camvid"):
         data, unl = camvid_quarter(root, work / "camvid")
         jobs.append(("CamVid-dev 1/4 labeled", data, unl, a.camvid_time, ["--ignore-index", "11"]))
+
+    def one(job: tuple) -> float:
+        tag, data, options, budget = job
+        miou = run_segcli(tag, data, budget, options, work)["mIoU"]
+        print(f"  {tag}: test mIoU {miou:.4f}", flush=True)  # a run cut short still leaves the finished ones
+        return miou
+
+    runs = []
+    for name, data, unl, budget, extra in jobs:
+        tag = name.split()[0].lower()
+        for seed in seeds:
+            common = [*extra, "--seed", str(seed), *a.common.split()]
+            runs.append((f"{tag}_sup_{seed}", data, common, budget))
+            runs.append((f"{tag}_semi_{seed}", data, [*common, "--unlabeled", str(unl), *a.extra.split()], budget))
+    with ThreadPoolExecutor(a.jobs) as pool:
+        scores = dict(zip([r[0] for r in runs], pool.map(one, runs)))
     for name, data, unl, budget, extra in jobs:
         tag = name.split()[0].lower()
         pairs = []
         for seed in seeds:
-            common = [*extra, "--seed", str(seed)]
-            sup = run_segcli(f"{tag}_sup_{seed}", data, budget, common, work)["mIoU"]
-            semi = run_segcli(f"{tag}_semi_{seed}", data, budget,
-                              [*common, "--unlabeled", str(unl), *a.extra.split()], work)["mIoU"]
+            sup, semi = scores[f"{tag}_sup_{seed}"], scores[f"{tag}_semi_{seed}"]
             pairs.append((sup, semi))
             lines.append(f"| {name} | {seed} | {sup:.3f} | {semi:.3f} | {semi - sup:+.3f} | {budget} |")
             print(lines[-1], flush=True)
