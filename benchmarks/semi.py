@@ -11,8 +11,9 @@ the table gives each pair and the mean gain.
 
     python benchmarks/semi.py --seeds 0,1,2        # 3m ISBI, 4m CamVid per run (~45 min)
     python benchmarks/semi.py --isbi-time 30s --only isbi --seeds 0  # smoke run
-    python benchmarks/semi.py --isbi-time 600ep --camvid-time 200ep --jobs 6 --common "--device cuda --workers 1"
-        # equal epochs instead of equal time (AdvSemiSeg's convention), runs side by side on a GPU
+    python benchmarks/semi.py --only camvid --camvid-time 90ep --jobs 6 --common "--device cuda --workers 2"
+        # equal epochs instead of equal time (AdvSemiSeg's convention), six runs side by side on
+        # one GPU with 16 cores: ~5 min. 18 at once overloaded the cores and none finished in 8 min.
 """
 
 from __future__ import annotations
