@@ -30,6 +30,7 @@ from segcli import checkpoint, distributed
 from segcli.config import DataInfo, TrainConfig
 from segcli.data import unlabeled_samples
 from segcli.data.dataset import SegDataset
+from segcli.data.loaders import train_loader
 from segcli.data.io import IGNORE, to_float
 from segcli.data.transforms import eval_transforms, train_transforms
 from segcli.losses import cross_entropy, generator_adv_loss, probabilities
@@ -86,11 +87,8 @@ class UnlabeledSet:
         self.last: Optional[float] = None  # when it ended
 
     def _loader(self) -> DataLoader:
-        sampler = distributed.train_sampler(self.ds, self.cfg.seed + 10_000, self.ctx)
-        batch = self.ctx.local_batch(self.cfg.batch_size)
         # rebuilt after each labelling: persistent workers would keep the old labels
-        return DataLoader(self.ds, batch_size=batch, sampler=sampler, drop_last=len(sampler) >= batch,
-                          num_workers=self.cfg.workers, persistent_workers=self.cfg.workers > 0)
+        return train_loader(self.ds, self.cfg, self.ctx, self.cfg.seed + 10_000)
 
     def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Endless batches; each pass over the set gets its own shuffle, fixed by the epoch."""

@@ -41,7 +41,7 @@ def test_loader_workers_adapt_to_the_device(tmp_path: Path) -> None:
 
     from segcli.config import TrainConfig
     from segcli.data import prepare
-    from segcli.engine import resolve_auto
+    from segcli.data.loaders import resolve_auto
 
     data = make_dataset(tmp_path / "d", count=4, size=(40, 40), classes=2, channels=1)
     prep = prepare(str(data), 0.25, 0, None)
