@@ -30,9 +30,9 @@ from segcli import checkpoint, distributed
 from segcli.config import DataInfo, TrainConfig
 from segcli.data import unlabeled_samples
 from segcli.data.dataset import SegDataset
-from segcli.data.loaders import train_loader
+from segcli.data.loaders import train_loader, train_transform
 from segcli.data.io import IGNORE, to_float
-from segcli.data.transforms import eval_transforms, train_transforms
+from segcli.data.transforms import eval_transforms
 from segcli.losses import cross_entropy, generator_adv_loss, probabilities
 
 
@@ -78,8 +78,7 @@ class UnlabeledSet:
         self.ds = SegDataset(unlabeled_samples(cfg.unlabeled), info, transform=None, cache=cfg.cache)
         if cfg.cache:
             self.ds.preload()
-        self.ds.transform = train_transforms(cfg.img_size, info.mean, info.std, info.in_channels,
-                                             bool(cfg.orientation_free), cfg.augment)
+        self.ds.transform = train_transform(cfg, info)
         self.eval_tf = eval_transforms(info.mean, info.std)
         self.loader = self._loader()
         self.share = 0.0  # of unlabeled pixels with a pseudo-label

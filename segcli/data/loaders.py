@@ -35,6 +35,11 @@ def resolve_auto(cfg: TrainConfig, prep: Prepared, device: Optional[torch.device
         cfg.orientation_free = prep.info.in_channels == 1
 
 
+def train_transform(cfg: TrainConfig, info: DataInfo):
+    """The training augmentation for this run's options and data."""
+    return train_transforms(cfg.img_size, info.mean, info.std, info.in_channels, bool(cfg.orientation_free), cfg.augment)
+
+
 def train_loader(ds: SegDataset, cfg: TrainConfig, ctx: distributed.Context, seed: int) -> DataLoader:
     """Shuffled crops of `ds` in this process's share of each global batch; set_epoch() reshuffles."""
     sampler = distributed.train_sampler(ds, seed, ctx)
@@ -56,8 +61,7 @@ def build_loaders(cfg: TrainConfig, info: DataInfo, prep: Prepared, fit_stats: b
         verify_decodable(prep.splits.train + prep.splits.val)
     if fit_stats:
         info.mean, info.std = channel_stats(train_ds)
-    train_ds.transform = train_transforms(cfg.img_size, info.mean, info.std, info.in_channels,
-                                          bool(cfg.orientation_free), cfg.augment)
+    train_ds.transform = train_transform(cfg, info)
     val_ds.transform = eval_transforms(info.mean, info.std)
     batch = ctx.local_batch(cfg.batch_size)
     val_batches = distributed.shard_batches(SizeGroupedBatches(prep.val_sizes, batch), ctx)
