@@ -61,7 +61,7 @@ def run_segcli(name: str, data: Path, budget: str, extra: list[str], work: Path)
     run = segcli(["train", str(data), *flags, "--name", name, "--exist-ok", *extra], work).strip()
     seconds = time.perf_counter() - t0
     result = json.loads(segcli(["evaluate", str(data / "test"), "--model", f"{run}/weights/best.pt", "--json"], work))
-    result["seconds"] = seconds
+    result["seconds"], result["run"] = seconds, run
     return result
 
 

@@ -82,7 +82,7 @@ class TrainConfig:
     semi_threshold: float = 0.2
     semi_weight: float = 0.1
     semi_adv_weight: float = 0.001
-    # epochs before self-training starts; -1: after the first quarter of the run (paper: 5k of 20k iterations)
+    # epochs before the unlabeled images join; -1: once validation stops improving (semi.StartRule)
     semi_start: float = -1.0
     pretrained: bool = False
     weights: Optional[str] = None

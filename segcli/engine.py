@@ -56,6 +56,7 @@ class TrainResult:
     best: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped: str = ""
+    unlabeled: str = ""  # what became of --unlabeled
 
 
 def seed_everything(seed: int) -> None:
@@ -151,8 +152,8 @@ def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callba
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=(0.5, 0.999)) if disc is not None else None
     scalers = (precision.scaler(), precision.scaler())
 
-    semi = SemiSettings(cfg.semi_threshold, cfg.semi_weight, cfg.semi_adv_weight)
-    unlabeled_set = UnlabeledSet(cfg, info, ctx) if cfg.unlabeled else None
+    semi = SemiSettings(cfg.semi_threshold, cfg.semi_weight, cfg.semi_adv_weight, cfg.semi_start)
+    unlabeled_set = UnlabeledSet(cfg, info, ctx, device, precision.autocast, semi) if cfg.unlabeled else None
     history: list[dict[str, Any]] = []
     start_epoch, best_fit, best_epoch, bad_epochs = 0, -1.0, 0, 0
     if resume is not None:
@@ -172,7 +173,7 @@ def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callba
     weights = run_dir / "weights"
     guard.run_dir, guard.saved_epoch = run_dir, start_epoch
     if unlabeled_set is not None and disc is not None:
-        unlabeled_set.resume(history, weights / "best.pt", gen, disc, device, precision.autocast, cfg.gan, semi)
+        unlabeled_set.resume(history, cfg.epochs, budget, weights / "best.pt", gen, disc)
     if ctx.main:
         checkpoint.make_dirs(weights)
         save_yaml(run_dir / "config.yaml", {"train": to_dict(cfg), "model": to_dict(mcfg), "data_info": to_dict(info)})
@@ -204,7 +205,7 @@ def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callba
             disc.train()
         sums: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}  # with --d-every, the D losses exist on some steps only
-        unlabeled_iter = unlabeled_set.batches(epoch) if unlabeled_set is not None else None
+        unlabeled_iter = unlabeled_set.batches(epoch) if unlabeled_set is not None and unlabeled_set.started else None
         for i, (image, labels) in enumerate(train_dl):
             if clock.must_stop():
                 stopped = f"time budget {cfg.time} reached"
@@ -262,11 +263,10 @@ def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callba
                 best_fit, best_epoch, bad_epochs = fit, epoch + 1, 0
             else:
                 bad_epochs += 1
-            # self-training: the best generator so far labels the unlabeled images for the next epochs
-            if (unlabeled_set is not None and disc is not None and improved
-                    and ramp(cfg.semi_start, epoch + 1, max((epoch + 1) / cfg.epochs, clock.progress())) >= 1.0
-                    and unlabeled_set.due()):
-                unlabeled_set.relabel(gen, disc, device, precision.autocast, cfg.gan, semi)
+            if unlabeled_set is not None and disc is not None:  # self-training: start, or refresh the labels
+                if unlabeled_set.after_validation(epoch + 1, max((epoch + 1) / cfg.epochs, clock.progress()), fit,
+                                                  improved, gen, disc, weights / "best.pt"):
+                    bad_epochs = 0  # --patience counts again from when the unlabeled images join
             state = {
                 "model": to_dict(mcfg), "data_info": to_dict(info), "train": to_dict(cfg),
                 "generator": gen.state_dict(), "discriminator": disc.state_dict() if disc is not None else None,
@@ -285,7 +285,7 @@ def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callba
         cb.on_epoch_end(row)
         if stopped:
             break
-        if cfg.patience and bad_epochs >= cfg.patience:
+        if cfg.patience and bad_epochs >= cfg.patience and (unlabeled_set is None or unlabeled_set.started):
             stopped = f"early stop: no improvement in {cfg.patience} epochs"
             break
         if clock.must_stop():
@@ -300,7 +300,8 @@ def _train(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, callba
         checkpoint.save(weights / "last.pt", {k: v for k, v in last.items() if k not in ("format", "segcli_version")})
         _finish_plots(run_dir, history, weights, val_dl, info, device, precision, prep)
     best = next((r for r in history if r["epoch"] == best_epoch), {})
-    return TrainResult(run_dir, epochs_run, best_epoch, best, history, stopped)
+    return TrainResult(run_dir, epochs_run, best_epoch, best, history, stopped,
+                       unlabeled_set.summary() if unlabeled_set is not None else "")
 
 
 def _finish_plots(run_dir: Path, history: list, weights: Path, val_dl: DataLoader, info: DataInfo,

@@ -9,6 +9,10 @@ Where AdvSemiSeg takes the pseudo-labels from the same forward pass (G's own arg
 teaches G little it does not already predict), segcli takes them from a teacher: the
 generator at its best validation so far, run in eval mode over each whole unlabeled image.
 The labels are then fixed while G trains on augmented crops of them (README: what it measured).
+
+The unlabeled images join when self-training starts. By default (`--semi-start -1`) that is once
+the labeled images are exhausted: validation has stopped improving. Before then an unlabeled
+pass costs a third of the labeled epochs and, at equal epochs, gained nothing (README).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -41,6 +46,32 @@ class SemiSettings:
     threshold: float = 0.2  # D confidence above which a pixel becomes a pseudo-label (paper: 0.2)
     weight: float = 0.1  # self-training CE weight (paper: lambda_semi = 0.1)
     adv_weight: float = 0.001  # adversarial weight on unlabeled images (paper: 0.001)
+    start: float = -1.0  # epochs before self-training; -1: once validation stops improving
+
+
+class StartRule:
+    """When the unlabeled images join: after `start` epochs, or (start < 0) at a plateau.
+
+    A plateau: no validation gain of MIN_GAIN for a tenth of the run and 3 validations, and
+    not before a quarter of it (an untrained teacher would teach its errors).
+    """
+
+    MIN_GAIN, PATIENCE, SPAN, EARLIEST = 0.005, 3, 0.1, 0.25
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.mark_fit, self.mark_progress, self.stale = -1.0, 0.0, 0
+
+    def check(self, epochs_done: int, progress: float, fit: float) -> bool:
+        """Called at each validation; True once self-training should run."""
+        if fit > self.mark_fit + self.MIN_GAIN:
+            self.mark_fit, self.mark_progress, self.stale = fit, progress, 0
+        else:
+            self.stale += 1
+        if self.start >= 0:
+            return epochs_done >= self.start
+        return (progress >= self.EARLIEST and self.stale >= self.PATIENCE
+                and progress - self.mark_progress >= self.SPAN)
 
 
 def confidence(pred: torch.Tensor, mode: str, size: tuple[int, int]) -> torch.Tensor:
@@ -71,16 +102,19 @@ def unlabeled_terms(
 
 
 class UnlabeledSet:
-    """The unlabeled images, their loader (own seeded sampler) and their current pseudo-labels."""
+    """The unlabeled images, their loader (own seeded sampler), their pseudo-labels and when they join."""
 
-    def __init__(self, cfg: TrainConfig, info: DataInfo, ctx: distributed.Context) -> None:
-        self.cfg, self.ctx = cfg, ctx
+    def __init__(self, cfg: TrainConfig, info: DataInfo, ctx: distributed.Context, device: torch.device,
+                 autocast, settings: SemiSettings) -> None:
+        self.cfg, self.ctx, self.device, self.autocast, self.s = cfg, ctx, device, autocast, settings
         self.ds = SegDataset(unlabeled_samples(cfg.unlabeled), info, transform=None, cache=cfg.cache)
         if cfg.cache:
             self.ds.preload()
         self.ds.transform = train_transform(cfg, info)
         self.eval_tf = eval_transforms(info.mean, info.std)
         self.loader = self._loader()
+        self.rule = StartRule(settings.start)
+        self.started: Optional[int] = None  # the epoch after which self-training began
         self.share = 0.0  # of unlabeled pixels with a pseudo-label
         self.cost = 0.0  # seconds the last labelling took
         self.last: Optional[float] = None  # when it ended
@@ -103,34 +137,64 @@ class UnlabeledSet:
         wait = 0.0 if self.last is None else 9 * self.cost - (time.monotonic() - self.last)
         return self.ctx.agree(wait) <= 0
 
-    def resume(self, history: list[dict], best: Path, gen: nn.Module, disc: nn.Module, device: torch.device,
-               autocast, mode: str, s: SemiSettings) -> None:
-        """A resumed run that had started self-training relabels at once, with best.pt as the teacher."""
-        if any(float(row.get("semi_pixels") or 0) > 0 for row in history):
-            teacher = copy.deepcopy(gen)
-            teacher.load_state_dict(checkpoint.load(best)["generator"])
-            self.relabel(teacher, disc, device, autocast, mode, s)
+    def after_validation(self, epochs_done: int, progress: float, fit: float, improved: bool,
+                         gen: nn.Module, disc: nn.Module, best: Path) -> bool:
+        """Start self-training when the rule says so (True then); later, relabel as validation improves."""
+        if self.started is None:
+            # rank 0 decides: the clock's progress differs by milliseconds between processes
+            if self.ctx.agree(float(self.rule.check(epochs_done, progress, fit))) > 0:
+                self.started = epochs_done
+                self.relabel(gen if improved else self._teacher(gen, best), disc)
+                return True
+        elif improved and self.due():
+            self.relabel(gen, disc)
+        return False
+
+    def resume(self, history: list[dict], epochs: int, budget: Optional[float], best: Path,
+               gen: nn.Module, disc: nn.Module) -> None:
+        """Replay the start rule over the run so far; if it had started, relabel at once from best.pt."""
+        elapsed = 0.0
+        for row in history:
+            elapsed += float(row.get("seconds") or 0)
+            fit = float(row.get("val_mIoU", "nan"))
+            if self.started is None and np.isfinite(fit):  # validated epochs only
+                progress = max(row["epoch"] / epochs, elapsed / budget if budget else 0.0)
+                if self.rule.check(int(row["epoch"]), progress, fit):
+                    self.started = int(row["epoch"])
+        if self.started is not None:
+            self.relabel(self._teacher(gen, best), disc)
+
+    @staticmethod
+    def _teacher(gen: nn.Module, best: Path) -> nn.Module:
+        teacher = copy.deepcopy(gen)
+        teacher.load_state_dict(checkpoint.load(best)["generator"])
+        return teacher
+
+    def summary(self) -> str:
+        if self.started is None:
+            return "not used: validation was still improving on the labeled images (a longer run lets them join)"
+        return f"self-training from epoch {self.started}; {self.share:.0%} of their pixels pseudo-labelled at the end"
 
     @torch.inference_mode()
-    def relabel(self, gen: nn.Module, disc: nn.Module, device: torch.device, autocast, mode: str,
-                s: SemiSettings) -> float:
+    def relabel(self, gen: nn.Module, disc: nn.Module) -> float:
         """Pseudo-label every unlabeled image with G's argmax where D's confidence exceeds the threshold."""
         t0 = time.monotonic()
+        was_training = gen.training
         gen.eval(), disc.eval()
         used = total = 0
         for i in range(len(self.ds)):
             image, labels = self.ds.load(i)
             img = tv_tensors.Image(torch.from_numpy(to_float(image)).permute(2, 0, 1))
             x = self.eval_tf(img, tv_tensors.Mask(torch.from_numpy(labels)))[0].as_subclass(torch.Tensor)
-            x = x[None].to(device, memory_format=torch.channels_last)
-            with autocast():
+            x = x[None].to(self.device, memory_format=torch.channels_last)
+            with self.autocast():
                 probs = probabilities(gen(x).float())
-                conf = confidence(disc(torch.cat([x, probs], 1)).float(), mode, tuple(x.shape[-2:]))
-            keep = conf > s.threshold
+                conf = confidence(disc(torch.cat([x, probs], 1)).float(), self.cfg.gan, tuple(x.shape[-2:]))
+            keep = conf > self.s.threshold
             pseudo = torch.where(keep, probs.argmax(1), IGNORE)[0]
             self.ds.pseudo[i] = pseudo.to(torch.uint8).cpu().numpy()
             used, total = used + int(keep.sum()), total + keep.numel()
-        gen.train(), disc.train()
+        gen.train(was_training), disc.train()
         self.loader = self._loader()
         self.share = used / max(total, 1)
         self.last = time.monotonic()

@@ -50,7 +50,7 @@ def train(
     semi_threshold: float = typer.Option(_T.semi_threshold, help="D confidence above which an unlabeled pixel becomes a pseudo-label."),
     semi_weight: float = typer.Option(_T.semi_weight, help="Weight of the self-training loss on unlabeled images."),
     semi_adv_weight: float = typer.Option(_T.semi_adv_weight, help="Weight of the adversarial loss on unlabeled images."),
-    semi_start: float = typer.Option(_T.semi_start, help="Epochs before self-training on unlabeled images starts (-1: after a quarter of the run)."),
+    semi_start: float = typer.Option(_T.semi_start, help="Epochs before the unlabeled images join (-1: once validation stops improving)."),
     workers: int = typer.Option(_T.workers, help="Data-loading worker processes (-1: auto, 0 on CPU, up to 4 with a GPU)."),
     sync_bn: bool = typer.Option(_T.sync_bn, "--sync-bn", help="Under torchrun: BatchNorm statistics over the global batch."),
     cache: bool = typer.Option(_T.cache, help="Keep decoded images in memory when they fit."),
@@ -118,6 +118,8 @@ def _report(result) -> None:
     ]
     if result.stopped:
         rows.append(("stopped", result.stopped))
+    if result.unlabeled:
+        rows.append(("unlabeled", result.unlabeled))
     from segcli import console
 
     if not console.QUIET:

@@ -25,13 +25,31 @@ def test_unlabeled_folder_trains_and_records_pseudo_label_share(binary_data: Pat
     assert ckpt["train"]["unlabeled"] == str(binary_data / "images")
 
 
-def test_self_training_starts_after_a_quarter_of_the_run_by_default(binary_data: Path, tmp_path: Path) -> None:
-    r = run_cli(["train", binary_data, "--unlabeled", binary_data / "images", "--epochs", "4",
+def test_unlabeled_images_join_at_a_plateau_by_default(binary_data: Path, tmp_path: Path) -> None:
+    """--lr 1e-9: validation stops improving, so the unlabeled images join after a quarter of the
+    run and 3 stale validations (epoch 4 of 8 at the earliest); the summary says when."""
+    r = run_cli(["train", binary_data, "--unlabeled", binary_data / "images", "--epochs", "8", "--lr", "1e-9",
                  "--semi-threshold", "0.0", "--d-every", "1", *TINY], cwd=tmp_path)
     assert r.code == 0, r.err
     with open(tmp_path / "runs/train/exp/metrics.csv") as f:
         share = [float(row["semi_pixels"]) for row in csv.DictReader(f)]
-    assert share[0] == 0.0 and all(s > 0.0 for s in share[2:])  # epoch 1 is the first quarter
+    first = next(i for i, s in enumerate(share) if s > 0.0)  # a row shows the labels it trained on
+    assert first >= 4 and all(s > 0.0 for s in share[first:])  # a quarter, then 3 stale validations
+    assert f"self-training from epoch {first}" in " ".join(r.err.split())
+
+
+@pytest.mark.parametrize(("start", "fits", "expected"), [
+    (-1, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95], None),  # still climbing: the labels get it all
+    (-1, [0.5, 0.6, 0.7, 0.7, 0.701, 0.69, 0.7, 0.7, 0.7, 0.7], 6),  # gains under 0.005 do not count
+    (-1, [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5], 4),  # flat: 3 stale validations, past a quarter
+    (2, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95], 2),  # an explicit epoch count
+])
+def test_start_rule(start: float, fits: list[float], expected) -> None:
+    from segcli.semi import StartRule
+
+    rule = StartRule(start)
+    started = next((e for e, fit in enumerate(fits, 1) if rule.check(e, e / len(fits), fit)), None)
+    assert started == expected
 
 
 def test_unlabeled_needs_a_discriminator(binary_data: Path, tmp_path: Path) -> None:
@@ -100,9 +118,9 @@ def test_teacher_labels_the_pixels_where_d_is_confident(binary_data: Path, thres
     mcfg = ModelConfig(base_channels=4, depth=2, disc_channels=8, discriminator="pixel")
     g, d = build_generator(mcfg, info), build_discriminator(mcfg, info)
     cfg = TrainConfig(unlabeled=str(binary_data / "images"), img_size=32, batch_size=2, workers=0, orientation_free=False)
-    unlabeled = UnlabeledSet(cfg, info, Context())
+    unlabeled = UnlabeledSet(cfg, info, Context(), torch.device("cpu"), nullcontext, SemiSettings(threshold=threshold))
     assert float((next(unlabeled.batches(0))[1] != 255).float().mean()) == 0.0  # nothing labelled yet
-    share = unlabeled.relabel(g, d, torch.device("cpu"), nullcontext, "lsgan", SemiSettings(threshold=threshold))
+    share = unlabeled.relabel(g, d)
     assert share == (1.0 if threshold < 0 else 0.0)  # lsgan confidence lies in [0, 1]
     labels = next(unlabeled.batches(1))[1]  # augmented crops of the new labels reach the loader
     assert float((labels != 255).float().mean()) == share
