@@ -49,19 +49,20 @@ def score(model_path: Path, test: Path) -> dict[str, float]:
     import segcli
 
     model = segcli.load(model_path)
-    inter, union, rand, counts = np.zeros(2), np.zeros(2), [], []
+    inter, union, rand, counts, membrane = np.zeros(2), np.zeros(2), [], [], np.zeros(2)
     for image in sorted((test / "images").iterdir()):
         truth = (cv2.imread(str(test / "masks" / image.name), cv2.IMREAD_GRAYSCALE) > 127).astype(np.uint8)
         pred = model.predict(image)
         for k in (0, 1):
             inter[k] += ((pred == k) & (truth == k)).sum()
             union[k] += ((pred == k) | (truth == k)).sum()
+        membrane += ((pred == 0).sum(), (truth == 0).sum())
         true_seg, pred_seg = cells(truth), cells(pred)
         rand.append(rand_f(true_seg, pred_seg))
         counts.append((pred_seg.max(), true_seg.max()))
     found, true = np.sum(counts, axis=0)
     return {"mIoU": float((inter / union).mean()), "rand_f": float(np.mean(rand)), "cells": int(found),
-            "true_cells": int(true)}
+            "true_cells": int(true), "membrane": float(membrane[0] / membrane[1])}
 
 
 def main() -> None:
@@ -81,12 +82,12 @@ def main() -> None:
         for seed in (int(s) for s in a.seeds.split(",")):
             for label, extra in (("GAN (defaults)", []), ("--gan none", ["--gan", "none"])):
                 r = run_segcli(f"s{seed}_{extra[-1] if extra else 'gan'}", data, a.time, ["--seed", str(seed), *extra], work)
-                runs.append((f"{label}, seed {seed}", Path(r["run"])))
+                runs.append((f"{label}, seed {seed}", work / r["run"]))
                 print(f"trained {runs[-1][0]}: test mIoU {r['mIoU']:.4f}", flush=True)
-    print("\n| model | test mIoU | Rand F-score (cells) | cells found / true |\n|---|---|---|---|")
+    print("\n| model | test mIoU | Rand F-score (cells) | cells found / true | membrane pixels / true |\n|---|---|---|---|---|")
     for label, run in runs:
         s = score(run / "weights" / "best.pt", data / "test")
-        print(f"| {label} | {s['mIoU']:.4f} | {s['rand_f']:.4f} | {s['cells']} / {s['true_cells']} |", flush=True)
+        print(f"| {label} | {s['mIoU']:.4f} | {s['rand_f']:.4f} | {s['cells']} / {s['true_cells']} | {s['membrane']:.3f} |", flush=True)
 
 
 if __name__ == "__main__":

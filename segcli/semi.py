@@ -1,8 +1,8 @@
 """Semi-supervised adversarial training on unlabeled images (after Hung et al. 2018, AdvSemiSeg).
 
 On an unlabeled batch the generator gets (1) the adversarial loss: make D believe its
-prediction is a real mask, and (2) once self-training has started, a cross-entropy towards
-pseudo-labels on the pixels where D's per-pixel confidence exceeds a threshold. D itself is
+prediction is a real mask, and (2) a self-training cross-entropy towards pseudo-labels on the
+pixels where D's per-pixel confidence exceeds a threshold. D itself is
 trained on labeled pairs only, so its confidence means "looks like a real mask".
 
 Where AdvSemiSeg takes the pseudo-labels from the same forward pass (G's own argmax, which
@@ -10,9 +10,9 @@ teaches G little it does not already predict), segcli takes them from a teacher:
 generator at its best validation so far, run in eval mode over each whole unlabeled image.
 The labels are then fixed while G trains on augmented crops of them (README: what it measured).
 
-The unlabeled images join when self-training starts. By default (`--semi-start -1`) that is once
-the labeled images are exhausted: validation has stopped improving. Before then an unlabeled
-pass costs a third of the labeled epochs and, at equal epochs, gained nothing (README).
+The unlabeled images join (both terms at once) by default (`--semi-start -1`) when the labeled
+ones are exhausted: validation has stopped improving. An unlabeled pass costs about a third of
+the epochs of a time budget, which a model that is still improving needs more (README).
 """
 
 from __future__ import annotations
