@@ -47,21 +47,20 @@ def rand_f(true_seg: np.ndarray, pred_seg: np.ndarray) -> float:
 
 def score(model_path: Path, test: Path) -> dict[str, float]:
     import segcli
+    from segcli.metrics import ConfusionMatrix
 
     model = segcli.load(model_path)
-    inter, union, rand, counts, membrane = np.zeros(2), np.zeros(2), [], [], np.zeros(2)
+    cm, rand, counts, membrane = ConfusionMatrix(2), [], [], np.zeros(2)
     for image in sorted((test / "images").iterdir()):
         truth = (cv2.imread(str(test / "masks" / image.name), cv2.IMREAD_GRAYSCALE) > 127).astype(np.uint8)
         pred = model.predict(image)
-        for k in (0, 1):
-            inter[k] += ((pred == k) & (truth == k)).sum()
-            union[k] += ((pred == k) | (truth == k)).sum()
+        cm.update(pred, truth)
         membrane += ((pred == 0).sum(), (truth == 0).sum())
         true_seg, pred_seg = cells(truth), cells(pred)
         rand.append(rand_f(true_seg, pred_seg))
         counts.append((pred_seg.max(), true_seg.max()))
     found, true = np.sum(counts, axis=0)
-    return {"mIoU": float((inter / union).mean()), "rand_f": float(np.mean(rand)), "cells": int(found),
+    return {"mIoU": float(cm.compute()["mIoU"]), "rand_f": float(np.mean(rand)), "cells": int(found),
             "true_cells": int(true), "membrane": float(membrane[0] / membrane[1])}
 
 

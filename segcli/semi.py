@@ -64,12 +64,12 @@ class StartRule:
 
     def check(self, epochs_done: int, progress: float, fit: float) -> bool:
         """Called at each validation; True once self-training should run."""
+        if self.start >= 0:
+            return epochs_done >= self.start
         if fit > self.mark_fit + self.MIN_GAIN:
             self.mark_fit, self.mark_progress, self.stale = fit, progress, 0
         else:
             self.stale += 1
-        if self.start >= 0:
-            return epochs_done >= self.start
         return (progress >= self.EARLIEST and self.stale >= self.PATIENCE
                 and progress - self.mark_progress >= self.SPAN)
 
