@@ -9,8 +9,8 @@ interpreter start, imports, model load, PNG read/write included.
 
     python benchmarks/export_latency.py [--model best.pt] [--reps 10] [--wall-reps 3]
 
-Without --model it uses a default-architecture U-Net (base 32, depth 4, gray in, binary out: the
-ISBI shape) with random weights: latency does not depend on the weights' values.
+Without --model it uses a default-architecture model (encoder auto = ResNet-18 U-Net, gray in,
+binary out: the ISBI shape) with random weights: latency does not depend on the weights' values.
 """
 
 from __future__ import annotations
@@ -18,46 +18,28 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
+from benchmarks.harness import load_generator, make_checkpoint, segcli_cmd, wall  # noqa: E402
 
 
-def random_checkpoint(path: Path, channels: int) -> Path:
-    import torch
-
-    from segcli import checkpoint
-    from segcli.config import DataInfo, ModelConfig, to_dict
-    from segcli.models import build_generator
-
-    torch.manual_seed(0)
-    mcfg = ModelConfig()
-    info = DataInfo(num_classes=2, in_channels=channels, mean=[0.5] * channels, std=[0.25] * channels, binary=True)
-    checkpoint.save(path, {"model": to_dict(mcfg), "data_info": to_dict(info),
-                           "generator": build_generator(mcfg, info).state_dict()})
-    return path
-
-
-def backends(pt: Path, work: Path) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+def backends(pt: Path, gen: Any, work: Path) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     import cv2
     import torch
 
-    from segcli import checkpoint
     from segcli.device import cpu_has_fast_bf16
-    from segcli.export import export_model
-    from segcli.onnxrt import session
+    from segcli.infer.export import export_model
+    from segcli.infer.onnxrt import session
 
-    gen, _, info = checkpoint.model_from_checkpoint(checkpoint.load(pt))
-    act = torch.sigmoid if info.binary else (lambda t: t.softmax(1))
+    act = gen.output.probabilities  # sigmoid for a binary model, else softmax
     onnx32 = export_model(pt, "onnx", work / "model.onnx").path
     onnx16 = export_model(pt, "onnx", work / "model_half.onnx", half=True).path
     with warnings.catch_warnings():  # torch.jit.load's deprecation notice
@@ -106,22 +88,17 @@ def time_round_robin(fns: dict[str, Callable[[np.ndarray], np.ndarray]], x: np.n
     return times
 
 
-def wall(cmds: dict[str, list[str]], reps: int) -> dict[str, list[float]]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+def wall_round_robin(cmds: dict[str, list[str]], reps: int) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {k: [] for k in cmds}
     for _ in range(reps):
         for k, cmd in cmds.items():
-            t0 = time.perf_counter()
-            r = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            times[k].append(time.perf_counter() - t0)
-            if r.returncode != 0:
-                raise SystemExit(f"{k} failed: {r.stderr[-1000:]}")
+            times[k].append(wall(cmd))
     return times
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=None, help="a segcli .pt checkpoint (default: random default U-Net)")
+    ap.add_argument("--model", default=None, help="a segcli .pt checkpoint (default: a random default model)")
     ap.add_argument("--channels", type=int, default=1, help="input channels of the random model")
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--reps", type=int, default=10)
@@ -134,13 +111,13 @@ def main() -> None:
     import onnxruntime
     import torch
 
-    from segcli import checkpoint
-
-    pt = Path(args.model) if args.model else random_checkpoint(work / "model.pt", args.channels)
-    c = checkpoint.load(pt)["data_info"]["in_channels"]
+    # no training patch recorded: predict then tiles only what is too big for one pass
+    pt = Path(args.model) if args.model else make_checkpoint(work / "model.pt", args.channels, img_size=0)
+    gen, ckpt = load_generator(pt)
+    c = ckpt.data.in_channels
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, c, args.size, args.size), dtype=np.float32)
-    fns = backends(pt, work)
+    fns = backends(pt, gen, work)
     times = time_round_robin(fns, x, args.reps)
     base = statistics.median(times["PyTorch eager fp32 (baseline)"])
     print(f"\none {args.size}x{args.size} image, {c} channel(s), forward + activation, in process; "
@@ -155,7 +132,7 @@ def main() -> None:
     arr = rng.integers(0, 256, (args.size, args.size) + (() if c == 1 else (3,)), dtype=np.uint8)
     Image.fromarray(arr).save(img)
     py = [sys.executable]
-    seg = py + ["-m", "segcli", "-q", "predict", str(img), "-o", str(work / "mask.png"), "-m"]
+    seg = segcli_cmd("-q", "predict", img, "-o", work / "mask.png", "-m")
     cmds = {
         "segcli predict -m model.pt (auto precision)": seg + [str(pt)],
         "segcli predict -m model.pt --precision 32": seg + [str(pt), "--precision", "32"],
@@ -163,7 +140,7 @@ def main() -> None:
         "python -c 'import torch'": py + ["-c", "import torch"],
         "python -c 'import onnxruntime'": py + ["-c", "import onnxruntime"],
     }
-    wt = wall(cmds, args.wall_reps)
+    wt = wall_round_robin(cmds, args.wall_reps)
     base = statistics.median(wt["segcli predict -m model.pt (auto precision)"])
     print(f"\nwall time of one command in a new process, {args.wall_reps} round-robin reps")
     print(f"{'command':44} {'median s':>9} {'min s':>7} {'median / .pt auto':>18}")

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,23 +22,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from datasets import camvid, data_root, isbi_split  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
+from benchmarks.harness import data_root, isbi_split, run as run_command, segcli, segcli_cmd  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 TARGET = 0.999
 
 
-def segcli(*args: str | Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    r = subprocess.run([sys.executable, "-m", "segcli", *map(str, args)], capture_output=True, text=True, env=env)
-    if r.returncode != 0:
-        raise SystemExit(f"segcli {' '.join(map(str, args))} failed ({r.returncode}):\n{r.stderr[-2000:]}")
-    return r
-
-
 def export_diff(model: Path, out: Path) -> float:
-    err = segcli("export", "-m", model, "-o", out).stderr
+    err = run_command(segcli_cmd("export", "-m", model, "-o", out)).stderr  # the check is reported on stderr
     return float(re.search(r"max \|difference\| vs PyTorch = (\S+)", err).group(1))
 
 
@@ -57,7 +46,7 @@ def agreement(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> tuple[float
 
 
 def miou(val: Path, model: Path, *extra: str) -> float:
-    return float(json.loads(segcli("evaluate", val, "-m", model, "--json", *extra).stdout)["mIoU"])
+    return float(json.loads(segcli(["evaluate", val, "-m", model, "--json", *extra]))["mIoU"])
 
 
 def run(name: str, data: Path, val: Path, work: Path, epochs: int, reuse: bool, *train_args: str) -> dict:
@@ -65,8 +54,8 @@ def run(name: str, data: Path, val: Path, work: Path, epochs: int, reuse: bool, 
     best = run_dir / "weights" / "best.pt"
     t0 = time.perf_counter()
     if not (reuse and best.is_file()):
-        segcli("-q", "train", data, "--epochs", epochs, "--project", work / "runs", "--name", name, "--exist-ok",
-               *train_args)
+        segcli(["-q", "train", data, "--epochs", epochs, "--project", work / "runs", "--name", name, "--exist-ok",
+                *train_args])
     train_s = time.perf_counter() - t0
     onnx, ts = work / f"{name}.onnx", work / f"{name}.torchscript"
     row = {"dataset": name, "train_s": train_s, "diff_onnx": export_diff(best, onnx), "diff_ts": export_diff(best, ts)}
@@ -74,7 +63,7 @@ def run(name: str, data: Path, val: Path, work: Path, epochs: int, reuse: bool, 
     for key, model, extra in (("pt32", best, ["--precision", "32"]), ("ptauto", best, []), ("onnx", onnx, [])):
         out = work / "pred" / name / key
         t0 = time.perf_counter()
-        segcli("-q", "predict", val / "images", "-m", model, "-o", out, *extra)
+        segcli(["-q", "predict", val / "images", "-m", model, "-o", out, *extra])
         row[f"predict_s_{key}"] = time.perf_counter() - t0
         preds[key] = masks(out)
         row[f"mIoU_{key}"] = miou(val, model, *extra)
@@ -97,9 +86,10 @@ def main() -> None:
     root = data_root(args.data_root)
     work = Path(args.work).resolve()
     isbi = isbi_split(root, work / "isbi")
+    camvid = root / "camvid-dev"  # as it is: train/ to train on, val/ to predict
     rows = [
         run("isbi", isbi, isbi / "val", work, args.isbi_epochs, args.reuse),
-        run("camvid", camvid(root), camvid(root) / "val", work, args.camvid_epochs, args.reuse, "--ignore-index", "11"),
+        run("camvid", camvid, camvid / "val", work, args.camvid_epochs, args.reuse, "--ignore-index", "11"),
     ]
     print("\nexport verification (max |difference| vs PyTorch fp32, printed by `segcli export`)")
     print(f"{'dataset':8} {'onnx':>10} {'torchscript':>12}")

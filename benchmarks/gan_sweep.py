@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -22,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from datasets import data_root, isbi_split  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
+from benchmarks.harness import CommandFailed, data_root, isbi_split, segcli  # noqa: E402
 
 VARIANTS: dict[str, list[str]] = {
     "none": ["--gan", "none"],
@@ -45,16 +44,14 @@ VARIANTS: dict[str, list[str]] = {
 
 def run(name: str, flags: list[str], seed: int, data: Path, work: Path, a: argparse.Namespace) -> dict:
     tag = f"{abs(hash(name)) % 10**8}_{seed}"
-    base = [sys.executable, "-m", "segcli", "-q"]
-    train = base + ["train", str(data), "--epochs", str(a.epochs), "--seed", str(seed), "--device", a.device,
-                    "--workers", str(a.workers), "--project", str(work), "--name", tag, "--exist-ok", *flags]
-    r = subprocess.run(train, capture_output=True, text=True)
-    if r.returncode != 0:
-        return {"name": name, "seed": seed, "error": r.stderr.strip().splitlines()[-1:]}
     run_dir = work / tag
-    ev = subprocess.run(base + ["evaluate", str(data / "test"), "--model", str(run_dir / "weights/best.pt"),
-                                "--device", a.device, "--json"], capture_output=True, text=True)
-    res = json.loads(ev.stdout)
+    try:
+        segcli(["-q", "train", data, "--epochs", a.epochs, "--seed", seed, "--device", a.device, "--workers", a.workers,
+                "--project", work, "--name", tag, "--exist-ok", *flags])
+        res = json.loads(segcli(["-q", "evaluate", data / "test", "--model", run_dir / "weights/best.pt",
+                                 "--device", a.device, "--json"]))
+    except CommandFailed as e:
+        return {"name": name, "seed": seed, "error": e.stderr.strip().splitlines()[-1:]}
     with open(run_dir / "metrics.csv") as f:
         secs = sum(float(row["train_seconds"]) for row in csv.DictReader(f))
     return {"name": name, "seed": seed, "miou": res["mIoU"], "dice": res["per_class"][0]["dice"], "secs": secs}
@@ -75,6 +72,7 @@ def main() -> None:
     data = isbi_split(data_root(a.data_root), work / "isbi")
     names = [n.strip() for n in a.only.split(",")] if a.only else list(VARIANTS)
     jobs = [(n, VARIANTS[n], s) for s in range(a.seeds) for n in names]
+
     def one(job: tuple) -> dict:
         r = run(*job, data, work / "runs", a)
         print("  done:", r, flush=True)  # a run cut short still leaves the finished ones

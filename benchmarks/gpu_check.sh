@@ -23,7 +23,7 @@ EOF
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 "$PY" -c "import torch, torchvision, typer, onnxruntime as o; print('torch', torch.__version__, '| torchvision', torchvision.__version__, '| typer', typer.__version__, '| onnxruntime', o.__version__, o.get_available_providers())"
-"$PY" -c "from pathlib import Path; from benchmarks.datasets import isbi_split; isbi_split(Path('$ROOT'), Path('$W/isbi'), train=range(4, 20), unlabeled=range(0, 4))"
+"$PY" -c "from pathlib import Path; from benchmarks.harness import isbi_split; isbi_split(Path('$ROOT'), Path('$W/isbi'), train=range(4, 20), unlabeled=range(0, 4))"
 
 step "train, --device auto --precision auto, 2 epochs (expect cuda, bf16)"
 seg train "$W/isbi" --epochs 2 --project "$W/runs" --name auto && ips "$W/runs/auto/metrics.csv"

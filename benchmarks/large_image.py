@@ -11,18 +11,13 @@ prints the peak resident memory, the wall time and a check of the written files.
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.datasets import data_root  # noqa: E402
-from benchmarks.predict import make_checkpoint  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
+from benchmarks.harness import data_root, make_checkpoint, run, segcli_cmd  # noqa: E402
 
 
 def make_image(path: Path, size: int, root: Path) -> None:
@@ -50,15 +45,12 @@ def main() -> None:
     if not image.exists():
         make_image(image, a.size, data_root(a.data_root))
     make_checkpoint(model, in_channels=3)
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "segcli", "-q", "predict", str(image), "--model", str(model),
-           "-o", str(work / "mask.png"), "--overlay", "--save-probs", *a.extra]
+    cmd = ["/usr/bin/time", "-v", *segcli_cmd("-q", "predict", image, "--model", model, "-o", work / "mask.png",
+                                              "--overlay", "--save-probs", *a.extra)]
     print("$", " ".join(cmd), flush=True)
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    r = run(cmd)
     peak_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", r.stderr).group(1))
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", r.stderr).group(1)
-    if r.returncode != 0:
-        raise SystemExit(f"predict failed ({r.returncode}):\n{r.stderr[-2000:]}")
     import numpy as np
     from PIL import Image
 

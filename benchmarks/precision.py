@@ -14,9 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from datasets import data_root, isbi_split  # noqa: E402
-from quality import segcli  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
+from benchmarks.harness import data_root, isbi_split, run_segcli  # noqa: E402
 
 
 def main() -> None:
@@ -24,8 +23,6 @@ def main() -> None:
     ap.add_argument("--data-root")
     ap.add_argument("--epochs", type=int, default=25)
     a = ap.parse_args()
-    import json
-
     work = Path(tempfile.mkdtemp(prefix="segcli-precision-"))
     data = isbi_split(data_root(a.data_root), work / "isbi")
     print(f"ISBI, {a.epochs} epochs each, seed 0, test images 24-29\n")
@@ -33,9 +30,8 @@ def main() -> None:
     print("|---|---|---|---|")
     res = {}
     for prec in ("bf16", "32"):
-        run = segcli(["train", str(data), "--epochs", str(a.epochs), "--precision", prec, "--name", prec], work).strip()
-        r = json.loads(segcli(["evaluate", str(data / "test"), "--model", f"{run}/weights/best.pt", "--json"], work))
-        with open(Path(work, run, "metrics.csv")) as f:
+        r = run_segcli(prec, data, f"{a.epochs}ep", ["--precision", prec], work)
+        with open(Path(work, r["run"], "metrics.csv")) as f:
             secs = sum(float(row["train_seconds"]) for row in csv.DictReader(f))
         res[prec] = r["mIoU"]
         print(f"| {prec} | {r['mIoU']:.4f} | {r['per_class'][0]['dice']:.4f} | {secs:.0f} |", flush=True)

@@ -13,54 +13,24 @@ A default-architecture model with untrained weights is used: weights do not chan
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.datasets import data_root  # noqa: E402
-
-
-def make_checkpoint(path: Path, in_channels: int, img_size: int = 256) -> None:
-    import torch
-
-    from segcli import checkpoint
-    from segcli.config import DataInfo, ModelConfig, TrainConfig, to_dict
-    from segcli.models import build_generator
-
-    torch.manual_seed(0)
-    info = DataInfo(num_classes=2, in_channels=in_channels, mean=[0.5] * in_channels, std=[0.2] * in_channels, binary=True)
-    mcfg = ModelConfig()
-    gen = build_generator(mcfg, info).eval()
-    checkpoint.save(path, {"model": to_dict(mcfg), "data_info": to_dict(info), "train": to_dict(TrainConfig(img_size=img_size)),
-                           "generator": gen.state_dict(), "metrics": {}})
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
+from benchmarks.harness import data_root, load_generator, make_checkpoint, segcli, segcli_cmd, wall  # noqa: E402
 
 
 def run_tool(folder: Path, model: Path, out: Path, batch: int, extra: list[str]) -> float:
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = [sys.executable, "-m", "segcli", "-q", "predict", str(folder), "--model", str(model), "-o", str(out),
-           "-b", str(batch), *extra]
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    dt = time.perf_counter() - t0
-    if r.returncode != 0:
-        raise SystemExit(f"segcli predict failed:\n{r.stderr}")
-    return dt
+    """Wall seconds of one `segcli predict FOLDER` in a new process."""
+    return wall(segcli_cmd("-q", "predict", folder, "--model", model, "-o", out, "-b", batch, *extra))
 
 
 def export_onnx(model: Path) -> Path:
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = model.with_suffix(".onnx")
-    r = subprocess.run([sys.executable, "-m", "segcli", "-q", "export", "-m", str(model), "-o", str(out)],
-                       env=env, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise SystemExit(f"segcli export failed:\n{r.stderr}")
+    segcli(["-q", "export", "-m", model, "-o", out])
     return out
 
 
@@ -69,16 +39,15 @@ def bare_loop(model: Path, images: list[Path], batch: int, device: str) -> float
     import numpy as np
     import torch
 
-    from segcli import checkpoint
     from segcli.data.io import read_image
     from segcli.device import select_device, select_precision
-    from segcli.inference import Predictor
+    from segcli.infer.predictor import Predictor
 
-    gen, _, info = checkpoint.model_from_checkpoint(checkpoint.load(model))
+    gen, ckpt = load_generator(model)
     dev = select_device(device)
     prec = select_precision("auto", dev)
     gen = gen.to(dev, memory_format=torch.channels_last).eval()
-    prep = Predictor(lambda x: x, info)
+    prep = Predictor(lambda x: x, ckpt.data, ckpt.output)  # the tool's own preprocessing
     xs = [torch.from_numpy(np.stack([prep.preprocess(read_image(p)) for p in images[i : i + batch]]))
           .to(dev).contiguous(memory_format=torch.channels_last) for i in range(0, len(images), batch)]
     with torch.inference_mode(), prec.autocast():

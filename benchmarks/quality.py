@@ -17,111 +17,15 @@ Trains and scores, in one run and with the same wall-clock budget each:
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import re
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
+from benchmarks.harness import ROOT, camvid_split, data_root, isbi_split, run_peer, run_segcli  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from datasets import _link, camvid_test, data_root, isbi_split, peer_batch, score_test  # noqa: E402
-
-README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-def camvid_split(root: Path, out: Path, every: int = 10) -> Path:
-    src = root / "camvid-dev"
-    names = sorted(p.name for p in (src / "train" / "images").iterdir())
-    for i, name in enumerate(names):
-        part = "val" if i % every == 0 else "train"
-        stem = Path(name).stem
-        _link(src / "train" / "images" / name, out / part / "images" / name)
-        _link(src / "train" / "masks" / f"{stem}.png", out / part / "masks" / f"{stem}.png")
-    camvid_test(root, out)
-    return out
-
-
-def segcli(args: list[str], cwd: Path) -> str:
-    cmd = [sys.executable, "-m", "segcli", *args]
-    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{r.stderr[-3000:]}")
-    return r.stdout
-
-
-def run_segcli(name: str, data: Path, budget: str, extra: list[str], work: Path) -> dict:
-    """Train, then score best.pt on data/test. budget: a --time duration ("6m") or "200ep"."""
-    flags = ["--epochs", budget[:-2]] if budget.endswith("ep") else ["--time", budget]
-    t0 = time.perf_counter()
-    run = segcli(["train", str(data), *flags, "--name", name, "--exist-ok", *extra], work).strip()
-    seconds = time.perf_counter() - t0
-    result = json.loads(segcli(["evaluate", str(data / "test"), "--model", f"{run}/weights/best.pt", "--json"], work))
-    result["seconds"], result["run"] = seconds, run
-    return result
-
-
-def run_peer(data: Path, budget_s: float, ignore: int | None, seed: int = 0) -> dict:
-    """The plain smp loop, scored with segcli's own metric code."""
-    import segmentation_models_pytorch as smp
-    import torch
-    import torch.nn.functional as F
-
-    from segcli.data import prepare
-    from segcli.data.io import IGNORE, encode_mask, read_image, read_mask, to_float
-
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    prep = prepare(str(data), 0.2, seed, ignore)
-    info = prep.info
-    k = 2 if info.binary else info.num_classes
-
-    def load(samples):
-        xs, ys = [], []
-        for s in samples:
-            img = to_float(read_image(s.image))
-            xs.append(img)
-            ys.append(encode_mask(read_mask(s.mask), info.binary, info.ignore_index))
-        return xs, ys
-
-    xs, ys = load(prep.splits.train)
-    c = xs[0].shape[2]
-    mean = np.mean([x.reshape(-1, c).mean(0) for x in xs], 0)
-    std = np.mean([x.reshape(-1, c).std(0) for x in xs], 0) + 1e-3
-    xs = [(x - mean) / std for x in xs]
-    model = smp.Unet("resnet18", encoder_weights=None, in_channels=c, classes=k)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    dice = smp.losses.DiceLoss("multiclass", ignore_index=IGNORE)
-    crop, bs = 256, 4
-    gray = c == 1
-
-    def batch():
-        return peer_batch(xs, ys, crop, bs, rng, gray, IGNORE)
-
-    model.train()
-    t0 = time.perf_counter()
-    steps = 0
-    while (elapsed := time.perf_counter() - t0) < budget_s:
-        for g in opt.param_groups:
-            g["lr"] = 1e-3 * 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed / budget_s)))
-        x, y = batch()
-        with torch.autocast("cpu", torch.bfloat16):
-            logits = model(x)
-        logits = logits.float()
-        loss = F.cross_entropy(logits, y, ignore_index=IGNORE) + dice(logits, y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        steps += 1
-    seconds = time.perf_counter() - t0
-    result = score_test(model, data, info, mean, std)
-    result["seconds"] = seconds
-    result["steps"] = steps
-    return result
+README = ROOT / "README.md"
 
 
 def row(name: str, r: dict, binary: bool) -> str:
@@ -157,7 +61,7 @@ def main() -> None:
         plain = run_segcli("isbi_plain", data, a.isbi_time, ["--gan", "none", *extra], work)
         lines.append(row("segcli --gan none", plain, True))
         print(lines[-1], flush=True)
-        if a.fp32:  # issue 7: bf16 autocast must not cost accuracy
+        if a.fp32:  # bf16 autocast must not cost accuracy
             fp32 = run_segcli("isbi_fp32", data, a.isbi_time, ["--precision", "32", *extra], work)
             lines.append(row("segcli defaults, --precision 32", fp32, True))
             print(lines[-1], flush=True)

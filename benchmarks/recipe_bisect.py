@@ -1,13 +1,14 @@
 """Where does segcli's training recipe lose to the plain smp loop? Swap one part at a time.
 
 Every variant trains for the same number of steps (batch 4, 256 crops, bf16) on the CamVid-dev
-split of quality.py and is scored on the test part at full resolution with segcli's metric code.
+split of quality.py (harness.camvid_split) and is scored on the test part at full resolution
+with segcli's metric code.
 A variant is a set of parts, each taken from the plain loop ("peer") or from segcli:
 
   model  smp Unet-resnet18            | segcli Generator(resnet18)
   data   numpy crops + h-flip          | SegDataset + train_transforms (augment off, or "aug": on)
   opt    Adam 1e-3, cosine to 0        | AdamW 1e-3 wd 1e-4, 3% warm-up, cosine to 1%
-  loss   F.cross_entropy + smp Dice    | segcli.losses.segmentation_loss
+  loss   F.cross_entropy + smp Dice    | segcli.train.losses.segmentation_loss
 
     python benchmarks/recipe_bisect.py --steps 1500 --device cuda --jobs 6
 """
@@ -15,9 +16,9 @@ A variant is a set of parts, each taken from the plain loop ("peer") or from seg
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,9 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from datasets import data_root, peer_batch, score_test  # noqa: E402
-from quality import camvid_split, isbi_split  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
+from benchmarks.harness import CommandFailed, camvid_split, data_root, isbi_split, peer_batch, run, score_test  # noqa: E402
 
 VARIANTS = {
     "peer": dict(model="peer", data="peer", opt="peer", loss="peer"),
@@ -51,9 +51,9 @@ def run_variant(data: Path, parts: dict, steps: int, seed: int, device: str, ign
     from segcli.data.dataset import SegDataset, channel_stats
     from segcli.data.io import IGNORE, to_float
     from segcli.data.transforms import train_transforms
-    from segcli.losses import segmentation_loss
     from segcli.models import build_generator
-    from segcli.schedule import lr_at
+    from segcli.train.losses import segmentation_loss
+    from segcli.train.schedule import lr_at
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -65,7 +65,8 @@ def run_variant(data: Path, parts: dict, steps: int, seed: int, device: str, ign
     k = 2 if info.binary else info.num_classes
     ds = SegDataset(prep.splits.train, info, transform=None)
     ds.preload()
-    info.mean, info.std = channel_stats(ds)
+    ch_mean, ch_std = channel_stats(ds)
+    info = ds.info = dataclasses.replace(info, mean=ch_mean, std=ch_std)  # DataInfo is frozen
     mean, std = np.array(info.mean, np.float32), np.array(info.std, np.float32)
     c = info.in_channels
     crop, bs = 256, 4
@@ -151,9 +152,10 @@ def main() -> None:
         v, s = job
         cmd = [sys.executable, __file__, "--one", f"{v}:{s}:{data}", "--steps", str(a.steps),
                "--device", a.device, "--dataset", a.dataset]
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode != 0:
-            return v, s, {"error": r.stderr[-800:]}
+        try:
+            r = run(cmd)
+        except CommandFailed as e:
+            return v, s, {"error": e.stderr[-800:]}
         return v, s, json.loads(r.stdout.strip().splitlines()[-1])
 
     print(f"{a.dataset}, {a.steps} steps of batch 4, device {a.device}", flush=True)

@@ -26,29 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from datasets import _link, camvid_test, data_root, isbi_split  # noqa: E402
-from quality import run_segcli  # noqa: E402
-
-
-def camvid_quarter(root: Path, out: Path) -> tuple[Path, Path]:
-    src = root / "camvid-dev"
-    names = sorted(p.name for p in (src / "train" / "images").iterdir())
-    unl = out.with_name(out.name + "_unlabeled")
-    n_val = 0
-    for i, name in enumerate(names):
-        stem = Path(name).stem
-        if i % 4 == 0:
-            part = "train"
-        elif n_val < 8 and i % 4 == 2:
-            part, n_val = "val", n_val + 1
-        else:
-            _link(src / "train" / "images" / name, unl / name)
-            continue
-        _link(src / "train" / "images" / name, out / part / "images" / name)
-        _link(src / "train" / "masks" / f"{stem}.png", out / part / "masks" / f"{stem}.png")
-    camvid_test(root, out)
-    return out, unl
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
+from benchmarks.harness import camvid_quarter, data_root, isbi_split, run_segcli  # noqa: E402
 
 
 def main() -> None:

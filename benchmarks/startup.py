@@ -12,28 +12,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.datasets import data_root  # noqa: E402
-from benchmarks.predict import make_checkpoint  # noqa: E402
-
-SEGCLI = [sys.executable, "-m", "segcli"]
-
-
-def wall(cmd: list[str], ok: tuple[int, ...] = (0,)) -> float:
-    t = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    dt = time.perf_counter() - t
-    if r.returncode not in ok:
-        raise SystemExit(f"failed ({r.returncode}): {' '.join(cmd)}\n{r.stderr[-2000:]}")
-    return dt
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
+from benchmarks.harness import SEGCLI, data_root, make_checkpoint, wall  # noqa: E402
 
 
 def median(cmd: list[str], n: int, ok: tuple[int, ...] = (0,)) -> float:

@@ -20,16 +20,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from datasets import data_root, isbi_split  # noqa: E402
-from quality import run_segcli  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
+from benchmarks.harness import data_root, isbi_split, run_segcli  # noqa: E402
 
 
 def cells(mask: np.ndarray) -> np.ndarray:
     """Connected components of the cell class (4-connected: a diagonal gap in a membrane is no leak)."""
+    import cv2
+
     return cv2.connectedComponents(mask.astype(np.uint8), connectivity=4)[1]
 
 
@@ -46,6 +46,8 @@ def rand_f(true_seg: np.ndarray, pred_seg: np.ndarray) -> float:
 
 
 def score(model_path: Path, test: Path) -> dict[str, float]:
+    import cv2
+
     import segcli
     from segcli.metrics import ConfusionMatrix
 

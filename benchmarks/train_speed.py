@@ -18,19 +18,22 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from datasets import data_root, isbi_split  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
+from benchmarks.harness import data_root, isbi_split  # noqa: E402
 
 
-def sync(device: torch.device) -> None:
+def sync(device: Any) -> None:
+    import torch
+
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def matmul_peak(dtype: torch.dtype, device: torch.device) -> float:
+def matmul_peak(dtype: Any, device: Any) -> float:
+    import torch
+
     n, reps = (8192, 20) if device.type == "cuda" else (4096, 5)
     a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     a @ b
@@ -42,11 +45,13 @@ def matmul_peak(dtype: torch.dtype, device: torch.device) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t)
 
 
-def hand_loop(gen, disc, batches, precision: str, device: torch.device, d_every: int = 1) -> float:
+def hand_loop(gen, disc, batches, precision: str, device: Any, d_every: int = 1) -> float:
     """The least a GAN segmentation step can do: G fwd, D step on detached fake, G step."""
+    import torch
     import torch.nn.functional as F
 
-    from segcli.losses import probabilities, segmentation_loss
+    from segcli.models import class_probabilities as probabilities
+    from segcli.train.losses import segmentation_loss
 
     opt_g = torch.optim.AdamW(gen.parameters(), 1e-3)
     opt_d = torch.optim.Adam(disc.parameters(), 2e-4, betas=(0.5, 0.999))
@@ -96,12 +101,14 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-size", type=int, default=4)
     a = ap.parse_args()
-    dev = torch.device(a.device)
-    bs = a.batch_size
+    import torch
+
     from segcli.config import DataInfo, ModelConfig, TrainConfig
-    from segcli.engine import train
+    from segcli.train.engine import train
     from segcli.models import build_discriminator, build_generator
 
+    dev = torch.device(a.device)
+    bs = a.batch_size
     work = Path(tempfile.mkdtemp(prefix="segcli-speed-"))
     data = isbi_split(data_root(a.data_root), work / "isbi")
     cfg = TrainConfig(data=str(data), epochs=a.epochs, batch_size=bs, img_size=256, precision=a.precision,

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from segcli.version import __version__
 
-# The checkpoint format this version writes; loading refuses newer ones.
-CHECKPOINT_FORMAT = 1
-
-__all__ = ["__version__", "CHECKPOINT_FORMAT", "load"]
+__all__ = ["__version__", "load"]
 
 
 def __getattr__(name: str) -> Any:

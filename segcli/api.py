@@ -111,7 +111,7 @@ class Model:
 
 def load(path: Optional[str | Path] = None, device: str = "auto", precision: str = "auto") -> Model:
     """A segcli checkpoint (.pt), run folder or exported .onnx; None: the newest run's best.pt."""
-    from segcli.inference import load_predictor, resolve_model
+    from segcli.infer.predictor import load_predictor, resolve_model
 
     resolved = resolve_model(None if path is None else str(path))
     return Model(load_predictor(resolved, device, precision), resolved)

@@ -1,87 +1,135 @@
-"""Checkpoints: written atomically, read without unpickling arbitrary objects.
+"""The checkpoint: the typed contract between training and inference.
 
-A checkpoint is a dict of tensors and plain data (numbers, strings, lists, dicts) so that
-`torch.load(path, weights_only=True)` reads it; it carries the model and data config so
-predict/export rebuild the model with no architecture flags.
+`Checkpoint` names every field a checkpoint file holds. On disk it is a dict of tensors and
+plain data (numbers, strings, lists, dicts) so that `torch.load(path, weights_only=True)`
+reads it and nothing else is ever unpickled; files are written atomically. Training writes
+one per epoch (best.pt, last.pt); predict, evaluate, export, info and the API read them and
+rebuild the model with no flags.
+
+Format history: 1 = the first release; 2 adds `output` (the head's activation and the input
+size multiple). Format-1 files still load: their output spec is derived from the configs.
 """
 
 from __future__ import annotations
 
-import errno
-import os
+import dataclasses
 import pickle
 import re
-import tempfile
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import torch
+from segcli.version import __version__
+from segcli.config import DataInfo, ModelConfig, TrainConfig, from_dict, to_dict
+from segcli.errors import ModelFileError, UserError
+from segcli.fileio import atomic_write
+from segcli.models import OutputSpec, build_generator, size_multiple
 
-from segcli import CHECKPOINT_FORMAT, __version__
-from segcli.config import DataInfo, ModelConfig, TrainConfig, from_dict
-from segcli.errors import ModelFileError, SegcliError, UserError
+FORMAT = 2
 
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Write via a temporary file in the same folder, fsync, then rename over `path`."""
-    path = Path(path)
-    make_dirs(path.parent)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as e:
-        raise write_error(path, e) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)  # the previous file at `path`, if any, is untouched
-        raise write_error(path, e) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+StateDict = dict[str, Any]
 
 
-def write_error(path: Path, e: OSError) -> SegcliError:
-    """A one-line error for a failed write: a bad path is the user's (exit 2), a full disk is not (1)."""
-    reason = e.strerror or str(e)
-    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return SegcliError(f"{path}: cannot write ({reason}); free some disk space; earlier files are intact")
-    if e.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT):
-        return UserError(f"{path}: cannot write ({reason}); choose an output folder you can write to")
-    return SegcliError(f"{path}: cannot write ({reason}); check free space and permissions")
+@dataclass(frozen=True)
+class Checkpoint:
+    """Everything one checkpoint file holds."""
+
+    train: TrainConfig
+    model: ModelConfig
+    data: DataInfo
+    output: OutputSpec  # what the generator's logits mean and the size multiple it needs
+    generator: StateDict  # weights of the model users get (what predict and export run)
+    discriminator: Optional[StateDict] = None
+    epoch: int = 0  # epochs finished
+    best_fitness: float = -1.0  # best validation mIoU so far
+    best_epoch: int = 0
+    bad_epochs: int = 0  # validations since the best one (early stopping)
+    history: list[dict[str, Any]] = field(default_factory=list)  # the metrics.csv rows so far
+    metrics: dict[str, float] = field(default_factory=dict)  # this epoch's validation mIoU / mDice
+    elapsed: float = 0.0  # training seconds so far (the --time budget resumes from here)
+    data_summary: dict[str, Any] = field(default_factory=dict)  # split sizes, class pixels, class weights
+    opt_g: Optional[StateDict] = None  # optimizer states: last.pt only (what --resume needs)
+    opt_d: Optional[StateDict] = None
+    finished: bool = False
+    segcli_version: str = __version__
+    format: int = FORMAT
+    path: Optional[str] = None  # the file it was read from (for error messages); never saved
+
+    @property
+    def resumable(self) -> bool:
+        return self.opt_g is not None
+
+    @property
+    def where(self) -> str:
+        return self.path or "checkpoint"
+
+    def replace(self, **changes: Any) -> "Checkpoint":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The on-disk form (format 2): plain data and tensors only."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("path", "data")}
+        d.update(train=to_dict(self.train), model=to_dict(self.model), data_info=to_dict(self.data),
+                 output={**to_dict(self.output), "activation": self.output.activation}, format=FORMAT,
+                 segcli_version=__version__)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], path: Optional[str] = None) -> "Checkpoint":
+        """Read format 1 or 2; a malformed entry is a one-line ModelFileError naming the file."""
+        where = path or "checkpoint"
+        try:
+            model, data = from_dict(ModelConfig, d["model"]), from_dict(DataInfo, d["data_info"])
+            out = d.get("output")
+            output = (OutputSpec(bool(out["binary"]), int(out["num_classes"]), int(out["size_multiple"])) if out
+                      else OutputSpec(data.binary, data.num_classes, size_multiple(model)))
+            known = {f.name for f in dataclasses.fields(cls)} - {"train", "model", "data", "output", "path"}
+            rest = {k: v for k, v in d.items() if k in known}
+            return cls(train=from_dict(TrainConfig, d.get("train") or {}), model=model, data=data, output=output,
+                       path=path, **rest)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ModelFileError(f"{where}: not a usable segcli checkpoint (malformed {type(e).__name__}: {e}); retrain or use "
+                                 "another checkpoint") from None
+
+    def save(self, path: Path) -> None:
+        import torch
+
+        state = self.to_dict()
+        atomic_write(Path(path), lambda f: torch.save(state, f))
+
+    @classmethod
+    def load(cls, path: str | Path, map_location: str = "cpu") -> "Checkpoint":
+        """Load a segcli checkpoint safely; every failure is a one-line ModelFileError."""
+        return cls.from_dict(read_state(Path(path), map_location), str(path))
+
+    def build_generator(self) -> Any:
+        """The generator with these weights, in eval mode."""
+        if any(k.startswith("decoder.blocks.") and ".up." in k for k in self.generator):
+            raise ModelFileError(f"{self.where}: made by an earlier segcli whose decoder used transposed "
+                                 "convolutions; retrain it with this version")
+        try:
+            gen = build_generator(self.model, self.data)
+            gen.load_state_dict(self.generator)
+        except UserError:
+            raise
+        except Exception as e:  # a damaged or hand-edited checkpoint: weights that fit no model it describes
+            first = (str(e).strip().splitlines() or [""])[0][:150]
+            raise ModelFileError(f"{self.where}: not a usable segcli model ({type(e).__name__}: {first}); "
+                                 "retrain or use another checkpoint") from None
+        return gen.eval()
 
 
-def make_dirs(folder: Path) -> None:
-    """mkdir -p with a one-line error (e.g. a regular file stands where a folder should be)."""
-    try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise write_error(Path(folder), e) from None
+def read_state(path: Path, map_location: str = "cpu") -> dict[str, Any]:
+    """The raw dict of a checkpoint file, read with the weights-only unpickler and checked."""
+    import torch
 
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda f: f.write(data))
-
-
-def save(path: Path, state: dict[str, Any]) -> None:
-    state = {"format": CHECKPOINT_FORMAT, "segcli_version": __version__,
-             **{k: v for k, v in state.items() if k != "_path"}}
-    atomic_write(path, lambda f: torch.save(state, f))
-
-
-def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a segcli checkpoint safely; every failure is a one-line ModelFileError."""
-    path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found")
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise for a file we refuse anyway
             warnings.simplefilter("ignore")
-            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"GLOBAL (\S+)", str(e))
         if found:  # a pickle that imports code: the weights-only unpickler stopped it before anything ran
@@ -92,66 +140,11 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
         raise ModelFileError(f"{path}: not a segcli checkpoint (not a PyTorch weights file)") from None
     except Exception as e:
         raise ModelFileError(f"{path}: not a segcli checkpoint ({type(e).__name__}: {str(e)[:120]})") from None
-    if not isinstance(ckpt, dict) or "format" not in ckpt or "generator" not in ckpt:
+    if not isinstance(state, dict) or "format" not in state or "generator" not in state:
         raise ModelFileError(f"{path}: not a segcli checkpoint (no segcli model inside)")
-    if not isinstance(ckpt["format"], int) or not isinstance(ckpt["generator"], dict):
+    if not isinstance(state["format"], int) or not isinstance(state["generator"], dict):
         raise ModelFileError(f"{path}: not a segcli checkpoint (malformed format or weights)")
-    if int(ckpt["format"]) > CHECKPOINT_FORMAT:
-        raise ModelFileError(
-            f"{path}: written by a newer segcli ({ckpt.get('segcli_version', '?')}, format "
-            f"{ckpt['format']}); upgrade segcli to load it"
-        )
-    ckpt["_path"] = str(path)  # lets later errors name the file; never saved back (see save)
-    return ckpt
-
-
-def model_from_checkpoint(ckpt: dict[str, Any]) -> tuple[torch.nn.Module, ModelConfig, DataInfo]:
-    """Rebuild the generator from what the checkpoint says, weights loaded, in eval mode."""
-    from segcli.models import build_generator
-
-    try:
-        mcfg = from_dict(ModelConfig, ckpt["model"])
-        info = from_dict(DataInfo, ckpt["data_info"])
-        gen = build_generator(mcfg, info)
-        if any(k.startswith("decoder.blocks.") and ".up." in k for k in ckpt["generator"]):
-            raise ModelFileError(f"{ckpt.get('_path', 'checkpoint')}: made by an earlier segcli whose decoder "
-                                 "used transposed convolutions; retrain it with this version")
-        gen.load_state_dict(ckpt["generator"])
-    except UserError:
-        raise
-    except Exception as e:  # a damaged or hand-edited checkpoint: weights that fit no model it describes
-        where = ckpt.get("_path", "checkpoint")
-        first = (str(e).strip().splitlines() or [""])[0][:150]
-        raise ModelFileError(f"{where}: not a usable segcli model ({type(e).__name__}: {first}); "
-                             "retrain or use another checkpoint") from None
-    gen.eval()
-    return gen, mcfg, info
-
-
-def resume_state(path: Optional[str], project: str) -> tuple[TrainConfig, ModelConfig, Optional[dict[str, Any]]]:
-    """The configs and last.pt state of the run to continue; state is None when it had finished."""
-    from segcli.runs import latest_run
-
-    if path:
-        p = Path(path)
-        ckpt_path = p / "weights" / "last.pt" if p.is_dir() else p
-    else:
-        run = latest_run(project)
-        if run is None:
-            raise UserError(f"nothing to resume: no run under {project}/; pass a checkpoint path")
-        ckpt_path = run / "weights" / "last.pt"
-    if not ckpt_path.is_file() and ckpt_path.name == "last.pt" and ckpt_path.parent.is_dir():
-        raise UserError(f"{ckpt_path}: not written yet (the run stopped before its first epoch ended); "
-                        "start the run again instead of resuming")
-    state = load(ckpt_path)
-    if "opt_g" not in state:
-        raise UserError(f"{ckpt_path}: holds no optimizer state (a best.pt?); resume from the run's last.pt")
-    cfg = from_dict(TrainConfig, state["train"])
-    mcfg = from_dict(ModelConfig, state["model"])
-    run_dir = ckpt_path.parent.parent
-    cfg.project, cfg.name = str(run_dir.parent), run_dir.name
-    state["run_dir"] = str(run_dir)
-    early_stopped = cfg.patience and int(state.get("bad_epochs", 0)) >= cfg.patience
-    if state.get("finished") or int(state["epoch"]) >= cfg.epochs or early_stopped:
-        return cfg, mcfg, None
-    return cfg, mcfg, state
+    if int(state["format"]) > FORMAT:
+        raise ModelFileError(f"{path}: written by a newer segcli ({state.get('segcli_version', '?')}, format "
+                             f"{state['format']}); upgrade segcli to load it")
+    return state

@@ -1,10 +1,14 @@
-"""Typed configuration: what a model is (saved with it) apart from how it was trained."""
+"""Typed configuration: what the data is, what the model is, how a run trains.
+
+All three are frozen: the training set-up resolves the user's options and the data into one
+set of values once (segcli.train.resolve) and nothing changes them afterwards. Every
+checkpoint carries them, so predict/export/serve rebuild the model with no flags.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any, Optional
 
 GAN_MODES = ("lsgan", "vanilla", "hinge", "none")
@@ -12,7 +16,7 @@ PRECISIONS = ("auto", "32", "bf16", "16")
 SEG_LOSSES = ("ce", "focal")
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataInfo:
     """What the data looks like: everything needed to feed and read a model."""
 
@@ -39,7 +43,7 @@ class DataInfo:
         return [f"class_{i}" for i in range(self.num_classes)]
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
     """The architecture: enough to rebuild the generator and discriminator with no flags."""
 
@@ -50,15 +54,19 @@ class ModelConfig:
     disc_channels: int = 32
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    """How a run trains. Saved as the run's config.yaml and inside every checkpoint."""
+    """How a run trains. Saved as the run's config.yaml and inside every checkpoint.
+
+    Fields documented as automatic (None, 0 or -1) are filled by segcli.train.resolve;
+    a saved config holds the resolved values.
+    """
 
     data: str = ""
-    epochs: int = 0
+    epochs: Optional[int] = None  # None: 50, or 1000 (a cap for the schedule) with --time
     time: Optional[str] = None
-    batch_size: int = 0
-    img_size: int = 0
+    batch_size: int = 0  # 0: from the patch size
+    img_size: int = 0  # 0: from the data
     val_split: float = 0.2
     device: str = "auto"
     precision: str = "auto"
@@ -82,15 +90,15 @@ class TrainConfig:
     semi_threshold: float = 0.2
     semi_weight: float = 0.1
     semi_adv_weight: float = 0.001
-    # epochs before the unlabeled images join; -1: once validation stops improving (semi.StartRule)
+    # epochs before the unlabeled images join; -1: once validation stops improving (train.semi.StartRule)
     semi_start: float = -1.0
     pretrained: bool = False
     weights: Optional[str] = None
     workers: int = -1  # -1: auto (0 on the CPU, where loading shares the cores; up to 4 beside a GPU)
     sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch
     cache: bool = True
-    augment: bool = False  # crops + flips: better within budgets of ~25-100 epochs (README)
-    orientation_free: Optional[bool] = None
+    augment: bool = False  # crops + flips: better within budgets of ~25-100 epochs (docs/benchmarks.md)
+    orientation_free: Optional[bool] = None  # None: from the data (gray images have no 'up')
     project: str = "runs/train"
     name: str = "exp"
     exist_ok: bool = False
@@ -106,9 +114,5 @@ def from_dict(cls: type, values: dict[str, Any]) -> Any:
     return cls(**{k: v for k, v in values.items() if k in known})
 
 
-def save_yaml(path: Path, values: dict[str, Any]) -> None:
-    import yaml
-
-    from segcli.checkpoint import atomic_write_bytes
-
-    atomic_write_bytes(path, yaml.safe_dump(values, sort_keys=False).encode())
+def field_names(*classes: type) -> set[str]:
+    return {f.name for c in classes for f in fields(c)}

@@ -87,3 +87,23 @@ def save_png(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array, mode).save(path)
     return path
+
+
+def _fit(data: Path, work: Path) -> Path:
+    r = run_cli(["train", data, *FIT], cwd=work)
+    assert r.code == 0, r.err
+    return work
+
+
+# Models trained long enough to draw real masks (1-epoch fixtures predict one class everywhere, so a
+# mix-up between two code paths would not show): tiling, thresholds, metrics and every comparison
+# between code paths (batch sizes, API vs CLI, ONNX vs PyTorch) run on these. About 10 s each.
+@pytest.fixture(scope="session")
+def fitted_binary(binary_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Working folder whose runs/ holds a binary model with validation mIoU around 0.9."""
+    return _fit(binary_data, tmp_path_factory.mktemp("fitted_binary"))
+
+
+@pytest.fixture(scope="session")
+def fitted_multi(multiclass_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _fit(multiclass_data, tmp_path_factory.mktemp("fitted_multi"))

@@ -1,6 +1,6 @@
-"""The Typer app. Commands are thin: parse options, build a config, call the core.
+"""The command line. Commands are thin: parse options, build a config, call the core.
 
-torch is imported inside commands only, so `--help` and argument errors answer at once.
+`segcli.cli.app` holds the Typer app; each command module registers one command on it.
 """
 
 from __future__ import annotations
@@ -8,47 +8,11 @@ from __future__ import annotations
 import os
 import sys
 
-# Plain (click-style) help: Typer's rich panels cost ~0.15 s of imports and layout per --help,
-# and a shell tool must answer at once. TYPER_USE_RICH=1 brings them back.
-os.environ.setdefault("TYPER_USE_RICH", "0")
-
-import typer  # noqa: E402
-
-from segcli import __version__  # noqa: E402
-
-app = typer.Typer(
-    name="segcli",
-    help="Train and run adversarial (GAN) image-segmentation models.",
-    no_args_is_help=True,
-    add_completion=True,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+from segcli.cli.app import app
 
 DEBUG = False
 
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"segcli {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only results on stdout; no progress."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
-) -> None:
-    """Train and run adversarial (GAN) image-segmentation models."""
-    global DEBUG
-    DEBUG = debug or bool(os.environ.get("SEGCLI_DEBUG"))
-    from segcli import console
-
-    console.QUIET = quiet
-
-
-from segcli.cli import check as _check  # noqa: E402  (registers commands)
+from segcli.cli import check as _check  # noqa: E402,F401  (registers commands)
 from segcli.cli import evaluate as _evaluate  # noqa: E402
 from segcli.cli import export as _export  # noqa: E402
 from segcli.cli import info as _info  # noqa: E402

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from segcli.cli import app
+from segcli.cli.app import app
 from segcli.cli.common import apply_config, apply_quiet, config_option, quiet_option, require
 
 

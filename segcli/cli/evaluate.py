@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from segcli.cli import app
+from segcli.cli.app import app
 from segcli.cli.common import configurable
 from segcli.cli import options as opt
 
@@ -33,8 +33,8 @@ def evaluate(
     """Score a model: per-class and mean IoU and Dice, pixel accuracy, precision, recall."""
     from segcli.console import fmt, info, out
     from segcli.data import eval_samples
-    from segcli.evaluate import run_evaluate
-    from segcli.inference import configure, load_predictor, resolve_model
+    from segcli.infer.evaluate import run_evaluate
+    from segcli.infer.predictor import configure, load_predictor, resolve_model
 
     samples = eval_samples(data)
     path = resolve_model(model)

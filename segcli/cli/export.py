@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from segcli.cli import app
+from segcli.cli.app import app
 from segcli.cli.common import configurable
 
 
@@ -16,13 +16,13 @@ def export(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint to export; default: newest run's best.pt."),
     format: Optional[str] = typer.Option(None, "--format", "-f", help="onnx | torchscript; default: from -o's suffix, else onnx."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Output file or folder; default: next to the checkpoint."),
-    half: bool = typer.Option(False, "--half", help="fp16 weights behind the same float32 input/output (GPU targets; see README)."),
+    half: bool = typer.Option(False, "--half", help="fp16 weights behind the same float32 input/output (GPU targets; see docs/deployment.md)."),
     tolerance: Optional[float] = typer.Option(None, help="Largest allowed |difference| from PyTorch; default 1e-4 (1e-2 with --half)."),
 ) -> None:
     """Export a model for deployment; print the largest difference from PyTorch (exit 1 above the tolerance)."""
     from segcli.console import info, out
-    from segcli.export import OPSET, export_model
-    from segcli.inference import resolve_model
+    from segcli.infer.export import OPSET, export_model
+    from segcli.infer.predictor import resolve_model
 
     r = export_model(resolve_model(model), format, output, half, tolerance)
     meta = r.meta

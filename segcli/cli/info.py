@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from segcli.cli import app
+from segcli.cli.app import app
 from segcli.cli.common import apply_config, apply_quiet, config_option, quiet_option
 
 
@@ -20,8 +20,8 @@ def info(
     config: Optional[str] = config_option(),
 ) -> None:
     """Show what a model holds: classes, channels, normalization, architecture, training data, best metrics."""
-    from segcli.inference import resolve_model
-    from segcli.modelinfo import model_info
+    from segcli.infer.predictor import resolve_model
+    from segcli.infer.modelinfo import model_info
 
     apply_quiet(quiet)
     params = apply_config(ctx, config)

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from segcli.cli import app
+from segcli.cli.app import app
 from segcli.cli.common import configurable
 from segcli.cli import options as opt
 
@@ -36,15 +36,12 @@ def predict(
     """Predict masks (8-bit 0/255 for binary, palette PNG of class indices otherwise)."""
     from segcli.console import err, info
     from segcli.errors import UserError
-    from segcli.inference import configure, load_predictor, resolve_model
-    from segcli.predict import collect_inputs, plan_outputs, run_predict
+    from segcli.infer.predictor import check_options, configure, load_predictor, resolve_model
+    from segcli.infer.predict import collect_inputs, plan_outputs, run_predict
     from segcli.ranks import local_device, shard as take_shard, shard_spec
     from segcli.runs import new_run_dir
 
-    if batch_size < 1:
-        raise UserError("--batch-size must be at least 1")
-    if not 0.0 <= threshold <= 1.0:
-        raise UserError(f"--threshold {threshold}: a foreground probability, from 0 to 1")
+    check_options(tile, no_tile, overlap, threshold, batch_size)
     part = shard_spec(shard)
     inputs, problems = collect_inputs(sources)
     if not inputs:  # nothing to do: one line saying why

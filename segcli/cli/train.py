@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from segcli.cli import app
+from segcli.cli.app import STARTED, app
 from segcli.cli.common import apply_quiet, config_option, merge_config, quiet_option, warn_unknown
-from segcli.config import ModelConfig, TrainConfig
+from segcli.config import ModelConfig, TrainConfig, field_names
 
 _T = TrainConfig()
 _M = ModelConfig()
@@ -20,7 +19,7 @@ _M = ModelConfig()
 def train(
     ctx: typer.Context,
     data: Optional[str] = typer.Argument(None, help="Dataset folder (images/+masks/, or train/+val/). With --resume: a checkpoint or run folder.", show_default=False),
-    epochs: int = typer.Option(_T.epochs, help="Maximum number of epochs (0 = 50, or no limit with --time)."),
+    epochs: Optional[int] = typer.Option(None, help="Maximum number of epochs (default 50; with --time, as many as the budget allows).", show_default=False),
     time: Optional[str] = typer.Option(None, help="Wall-clock budget (90s, 6m, 2h); the LR schedule fits it."),
     batch_size: int = typer.Option(_T.batch_size, "--batch-size", "-b", help="Images per step (0 = from the patch size; under torchrun: the global batch, split over the processes)."),
     img_size: int = typer.Option(_T.img_size, help="Training patch size in pixels (0 = from the data)."),
@@ -64,9 +63,9 @@ def train(
 ) -> None:
     """Train a GAN segmentation model; writes runs/train/NAME with weights, metrics.csv and plots."""
     from segcli.console import TrainProgress, info, out
-    from segcli.checkpoint import resume_state
-    from segcli.engine import train as run_train
     from segcli.ranks import is_main_process
+    from segcli.train.engine import train as run_train
+    from segcli.train.resolve import resume_state
 
     apply_quiet(quiet)
     params, rest = merge_config(ctx, dict(ctx.params), config)
@@ -81,10 +80,10 @@ def train(
                 info(f"{cfg.name}: already finished ({cfg.epochs} epochs); nothing to resume")
                 out().print(str(Path(cfg.project) / cfg.name))
                 return
-            result = run_train(cfg, mcfg, progress, resume=state)
+            result = run_train(cfg, mcfg, progress, resume=state, started=STARTED)
         else:
             cfg, mcfg = _configs(params, rest, config)
-            result = run_train(cfg, mcfg, progress)
+            result = run_train(cfg, mcfg, progress, started=STARTED)
     finally:
         progress.close()
     if is_main_process():  # under torchrun the other ranks stay quiet
@@ -92,12 +91,12 @@ def train(
 
 
 def _configs(params: dict, rest: dict, config: Optional[str]) -> tuple[TrainConfig, ModelConfig]:
+    """The user's options as configs (resolved against the data later, once, by the engine)."""
     from segcli.errors import UserError
 
     if not params.get("data"):
         raise UserError("missing DATA: pass a dataset folder, e.g. `segcli train data/ --epochs 50`")
-    fields_t = {f.name for f in dataclasses.fields(TrainConfig)}
-    fields_m = {f.name for f in dataclasses.fields(ModelConfig)}
+    fields_t, fields_m = field_names(TrainConfig), field_names(ModelConfig)
     values = {**{k: v for k, v in rest.items() if k in fields_t | fields_m}, **params}
     warn_unknown(config, [k for k in rest if k not in fields_t | fields_m | {"data_info"}])
     cfg = TrainConfig(**{k: v for k, v in values.items() if k in fields_t})

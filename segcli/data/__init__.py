@@ -6,7 +6,7 @@ Only the torch-free parts are imported here (inference through ONNX Runtime uses
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -37,9 +37,8 @@ def prepare(data: str, val_split: float, seed: int, ignore_index: Optional[int])
     train_pixels = dict(train_stats.pixels)  # before the val scan adds to the same stats
     stats = scan_samples(splits.val, train_stats)
     val_sizes = stats.sizes[len(train_sizes) :]
-    info = infer_info(stats, splits.classes, ignore_index, Path(data) / "classes.txt")
-    info.in_channels = 1 if stats.channels == {1} else 3
-    info.colors = read_class_colors(Path(data))
+    info = replace(infer_info(stats, splits.classes, ignore_index, Path(data) / "classes.txt"),
+                   in_channels=1 if stats.channels == {1} else 3, colors=read_class_colors(Path(data)))
     return Prepared(splits, info, stats, train_sizes, val_sizes, train_pixels)
 
 

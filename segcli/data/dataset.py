@@ -12,13 +12,14 @@ from torchvision import tv_tensors
 
 from segcli.config import DataInfo
 from segcli.data.discovery import Sample
-from segcli.data.io import encode_mask, read_image, read_mask, to_channels, to_float
+from segcli.data.io import encode_mask, normalize, read_image, read_mask, to_channels, to_float
 
 CACHE_BYTES = 4 * 1024**3
 
 
 class SegDataset(Dataset):
-    """Yields (image float CxHxW, labels int64 HxW) after the joint transform.
+    """Yields (image float CxHxW, labels int64 HxW): after the joint (training) transform, or
+    whole and normalised when `transform` is None (validation).
 
     Samples without a mask (unlabeled images) yield an all-ignore label map, or their
     pseudo-labels once semi-supervised training has set them in `pseudo`.
@@ -67,6 +68,8 @@ class SegDataset(Dataset):
         i, seed = key if isinstance(key, tuple) else (key, None)
         image, labels = self.load(i)
         labels = self.pseudo.get(i, labels)
+        if self.transform is None:
+            return torch.from_numpy(normalize(image, self.info.mean, self.info.std)), torch.from_numpy(labels).long()
         img = tv_tensors.Image(torch.from_numpy(to_float(image)).permute(2, 0, 1))
         mask = tv_tensors.Mask(torch.from_numpy(labels))
         if seed is None:

@@ -120,6 +120,18 @@ def to_float(arr: np.ndarray) -> np.ndarray:
     return arr.astype(np.float32) / scale
 
 
+def normalize(image: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:
+    """A decoded HxWxC uint8/uint16 image to a model input: CxHxW float32, (pixel / max - mean) / std.
+
+    The one normalisation of inference and validation (training applies the same statistics at
+    the end of its augmentation, segcli.data.transforms).
+    """
+    x = to_float(image)
+    x -= np.asarray(mean, np.float32)
+    x /= np.asarray(std, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
 def encode_mask(raw: np.ndarray, binary: bool, ignore_index: int | None) -> np.ndarray:
     """Stored mask values to training labels: 0..K-1, IGNORE for ignored pixels."""
     ignored = raw == ignore_index if ignore_index is not None else None

@@ -82,7 +82,3 @@ def train_transforms(
         jitter.update(saturation=0.2)  # no hue: its RGB->HSV round trip costs ~10 ms a crop, more than the rest
     ts += [v2.ColorJitter(**jitter), v2.Normalize(mean, std)]
     return Compose(ts)
-
-
-def eval_transforms(mean: list[float], std: list[float]) -> Compose:
-    return Compose([v2.Normalize(mean, std)])

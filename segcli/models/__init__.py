@@ -1,28 +1,48 @@
-"""Model registry: generators are encoder + decoder + head, looked up by name."""
+"""Model registry: generators are encoder + decoder + head, looked up by name.
+
+The registries map names to builders that import torch only when called, so the names
+(for option checks and error messages) are known without torch.
+"""
 
 from __future__ import annotations
 
-from typing import Callable
-
-from torch import nn
+from typing import Any, Callable
 
 from segcli.config import DataInfo, ModelConfig
 from segcli.errors import UserError
-from segcli.models.discriminator import GlobalDiscriminator, PatchDiscriminator, PixelDiscriminator
-from segcli.models.resnet import ResNetEncoder
-from segcli.models.unet import Generator, UNetEncoder
+from segcli.models.output import OutputSpec, class_probabilities
 
-ENCODERS: dict[str, Callable[[int, ModelConfig], nn.Module]] = {
-    "unet": lambda cin, cfg: UNetEncoder(cin, cfg.base_channels, cfg.depth),
-    "resnet18": lambda cin, cfg: ResNetEncoder("resnet18", cin),
-    "resnet34": lambda cin, cfg: ResNetEncoder("resnet34", cin),
-    "resnet50": lambda cin, cfg: ResNetEncoder("resnet50", cin),
+
+def _unet(cin: int, cfg: ModelConfig) -> Any:
+    from segcli.models.unet import UNetEncoder
+
+    return UNetEncoder(cin, cfg.base_channels, cfg.depth)
+
+
+def _resnet(name: str) -> Callable[[int, ModelConfig], Any]:
+    def build(cin: int, cfg: ModelConfig) -> Any:
+        from segcli.models.resnet import ResNetEncoder
+
+        return ResNetEncoder(name, cin)
+
+    return build
+
+
+def _disc(kind: str) -> Callable[[int, ModelConfig], Any]:
+    def build(cin: int, cfg: ModelConfig) -> Any:
+        from segcli.models import discriminator
+
+        return getattr(discriminator, kind)(cin, cfg.disc_channels)
+
+    return build
+
+
+ENCODERS: dict[str, Callable[[int, ModelConfig], Any]] = {
+    "unet": _unet, "resnet18": _resnet("resnet18"), "resnet34": _resnet("resnet34"), "resnet50": _resnet("resnet50"),
 }
 
-DISCRIMINATORS: dict[str, Callable[[int, ModelConfig], nn.Module]] = {
-    "patch": lambda cin, cfg: PatchDiscriminator(cin, cfg.disc_channels),
-    "global": lambda cin, cfg: GlobalDiscriminator(cin, cfg.disc_channels),
-    "pixel": lambda cin, cfg: PixelDiscriminator(cin, cfg.disc_channels),
+DISCRIMINATORS: dict[str, Callable[[int, ModelConfig], Any]] = {
+    "patch": _disc("PatchDiscriminator"), "global": _disc("GlobalDiscriminator"), "pixel": _disc("PixelDiscriminator"),
 }
 
 
@@ -34,7 +54,7 @@ def lookup(registry: dict[str, Callable], name: str, what: str) -> Callable:
         raise UserError(f"unknown {what} '{name}': choose one of {valid}") from None
 
 
-def resolve_encoder(cfg: ModelConfig, info: DataInfo) -> str:
+def resolve_encoder(cfg: ModelConfig) -> str:
     """'auto': a ResNet-18 encoder (smp's default Unet; 2.5x fewer FLOPs than the full-resolution
     U-Net encoder at equal quality on ISBI, so more steps per budget and faster inference), or the
     U-Net encoder when its options (--base-channels, --depth) were changed. Both train from scratch."""
@@ -44,9 +64,16 @@ def resolve_encoder(cfg: ModelConfig, info: DataInfo) -> str:
     return "unet" if unet_options else "resnet18"
 
 
-def build_generator(cfg: ModelConfig, info: DataInfo) -> Generator:
-    name = resolve_encoder(cfg, info)
-    encoder = lookup(ENCODERS, name, "encoder")(info.in_channels, cfg)
+def size_multiple(cfg: ModelConfig) -> int:
+    """The input size multiple of the generator `cfg` builds (its encoder's largest stride)."""
+    return 2**cfg.depth if resolve_encoder(cfg) == "unet" else 32
+
+
+def build_generator(cfg: ModelConfig, info: DataInfo) -> Any:
+    """The generator (a segcli.models.unet.Generator): logits out, `.output` says what they mean."""
+    from segcli.models.unet import Generator
+
+    encoder = lookup(ENCODERS, resolve_encoder(cfg), "encoder")(info.in_channels, cfg)
     return Generator(encoder, info.out_channels)
 
 
@@ -55,9 +82,10 @@ def mask_channels(info: DataInfo) -> int:
     return 2 if info.binary else info.num_classes
 
 
-def build_discriminator(cfg: ModelConfig, info: DataInfo) -> nn.Module:
+def build_discriminator(cfg: ModelConfig, info: DataInfo) -> Any:
     build = lookup(DISCRIMINATORS, cfg.discriminator, "discriminator")
     return build(info.in_channels + mask_channels(info), cfg)
 
 
-__all__ = ["ENCODERS", "DISCRIMINATORS", "resolve_encoder", "build_generator", "build_discriminator", "mask_channels"]
+__all__ = ["ENCODERS", "DISCRIMINATORS", "OutputSpec", "build_discriminator", "build_generator",
+           "class_probabilities", "lookup", "mask_channels", "resolve_encoder", "size_multiple"]

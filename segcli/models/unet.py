@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segcli.models.output import OutputSpec
+
 
 class ConvBlock(nn.Sequential):
     """Two 3x3 conv + BatchNorm + ReLU: the U-Net's unit of work."""
@@ -108,9 +110,10 @@ def _init_decoder(decoder: nn.Module, head: nn.Conv2d) -> None:
 class Generator(nn.Module):
     """encoder -> decoder -> 1x1 head. Logits out: 1 channel for binary, K for K classes.
 
-    Any input size works: the input is padded up to a multiple of the encoder's largest
-    stride and the logits are cropped back. `pad_inside=False` leaves that to the caller
-    (exported graphs avoid the shape arithmetic).
+    `output` (an OutputSpec) says what the logits mean: activation, labels, size multiple.
+    Any input size works: the input is padded up to the size multiple and the logits are
+    cropped back. `pad_inside=False` leaves that to the caller (exported graphs avoid the
+    shape arithmetic).
     """
 
     def __init__(self, encoder: nn.Module, out_channels: int) -> None:
@@ -118,18 +121,19 @@ class Generator(nn.Module):
         self.encoder = encoder
         self.decoder = UNetDecoder(encoder.out_channels, encoder.strides, getattr(encoder, "decoder_channels", None))
         self.head = nn.Conv2d(self.decoder.out_channels, out_channels, 1)
-        self.size_multiple: int = encoder.strides[-1]
+        self.output = OutputSpec(binary=out_channels == 1, num_classes=max(2, out_channels),
+                                 size_multiple=encoder.strides[-1])
         self.pad_inside = True
         _init_decoder(self.decoder, self.head)
 
+    @property
+    def size_multiple(self) -> int:
+        return self.output.size_multiple
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        m = self.size_multiple
-        ph, pw = (-h) % m, (-w) % m
-        padded = self.pad_inside and (ph or pw)
-        if padded:
+        ph, pw = self.output.padding(h, w) if self.pad_inside else (0, 0)
+        if ph or pw:
             x = F.pad(x, (0, pw, 0, ph))
         logits = self.head(self.decoder(self.encoder(x)))
-        if padded:
-            logits = logits[..., :h, :w]
-        return logits
+        return logits[..., :h, :w] if (ph or pw) else logits

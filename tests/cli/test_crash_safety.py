@@ -1,5 +1,5 @@
 """Crash safety: kill -9 then --resume equals an uninterrupted run; Ctrl-C says how to resume;
-malicious checkpoints run nothing; divergence never saves a NaN model; a full disk keeps old files."""
+malicious checkpoints run nothing; a full disk keeps old files (divergence: tests/train/test_engine.py)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import segcli.engine
-from segcli import checkpoint
+from segcli.checkpoint import read_state
 from segcli.data.synthetic import make_dataset
 from tests.cli.test_bad_input import one_error
 from tests.conftest import TINY, CliResult, run_cli
@@ -63,7 +62,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(kill_data: Path, tmp_path:
     cut.send_signal(signal.SIGKILL)  # mid-way: epoch 1 is saved, epoch 2 is under way
     cut.communicate()
     assert cut.returncode == -signal.SIGKILL
-    killed_at = checkpoint.load(run / "weights" / "last.pt")["epoch"]  # the last good checkpoint loads
+    killed_at = read_state(run / "weights" / "last.pt")["epoch"]  # the last good checkpoint loads
     assert 1 <= killed_at < epochs
     resumed = _spawn(["train", "--resume", run], tmp_path)
     _, err = resumed.communicate(timeout=600)
@@ -93,9 +92,9 @@ def test_resume_after_early_stop_is_finished(binary_data: Path, tmp_path: Path) 
     """A kill after the early-stop decision but before the run was marked finished must not train on."""
     assert run_cli(["train", binary_data, "--epochs", "2", *TINY, "--patience", "3"], cwd=tmp_path).code == 0
     last = tmp_path / "runs/train/exp/weights/last.pt"
-    state = checkpoint.load(last)
+    state = read_state(last)
     state.update(finished=False, bad_epochs=3, train={**state["train"], "epochs": 9})
-    checkpoint.save(last, state)
+    torch.save(state, last)
     r = run_cli(["train", "--resume", "runs/train/exp"], cwd=tmp_path)
     assert r.code == 0 and "already finished" in r.err
     assert len(_rows(tmp_path / "runs/train/exp")) == 2
@@ -111,7 +110,7 @@ def test_ctrl_c_keeps_last_pt_and_says_how_to_resume(binary_data: Path, tmp_path
     assert "Traceback" not in err
     line = one_error(CliResult(proc.returncode, "", err), "interrupted", code=130)
     assert "segcli train --resume runs/train/exp" in line
-    state = checkpoint.load(last)
+    state = read_state(last)
     assert state["epoch"] >= 1 and not state.get("finished")
     assert f"holds epoch {state['epoch']}" in line
     assert len(_rows(tmp_path / "runs/train/exp")) == state["epoch"]  # metrics.csv agrees with last.pt
@@ -143,37 +142,6 @@ def test_malicious_checkpoint_runs_nothing(command: str, binary_data: Path, tmp_
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("where", ["loss", "weights", "discriminator"])
-def test_divergence_stops_and_never_saves_nan(where: str, binary_data: Path, tmp_path: Path, monkeypatch) -> None:
-    """From epoch 2 on the generator goes NaN: the run stops with a clear message; saved files stay finite."""
-    real_step = segcli.engine.train_step
-    calls = {"n": 0}
-
-    def poisoned(gen, disc, *args, **kwargs):
-        calls["n"] += 1
-        calls["disc"] = disc if disc is not None else calls.get("disc")  # None on steps without the GAN part
-        if where == "loss" and calls["n"] > 2:  # 2 steps per epoch (8 train images, batch 4)
-            with torch.no_grad():
-                next(gen.parameters()).fill_(float("nan"))
-        out = real_step(gen, disc, *args, **kwargs)
-        if where != "loss" and calls["n"] == 4:  # finite losses, then non-finite weights at the epoch's end
-            with torch.no_grad():
-                next((gen if where == "weights" else calls["disc"]).parameters()).fill_(float("inf"))
-        return out
-
-    monkeypatch.setattr(segcli.engine, "train_step", poisoned)
-    r = run_cli(["train", binary_data, "--epochs", "3", *TINY], cwd=tmp_path)
-    line = one_error(r, "diverged", "epoch 2", code=1)
-    assert "last good epoch (1)" in line
-    run = tmp_path / "runs/train/exp"
-    for name in ("best.pt", "last.pt"):
-        state = checkpoint.load(run / "weights" / name)
-        assert state["epoch"] == 1
-        for net in ("generator", "discriminator"):
-            assert all(torch.isfinite(t).all() for t in state[net].values() if t.is_floating_point())
-    assert [row["epoch"] for row in _rows(run)] == ["1"]
-
-
 def test_full_disk_keeps_earlier_outputs(binary_data: Path, tmp_path: Path, monkeypatch) -> None:
     real_replace = os.replace
     seen = {"last": 0}
@@ -190,7 +158,7 @@ def test_full_disk_keeps_earlier_outputs(binary_data: Path, tmp_path: Path, monk
     line = one_error(r, "last.pt", "No space left", "free some disk space", code=1)
     assert "runs/train/exp/weights/last.pt" in line
     weights = tmp_path / "runs/train/exp/weights"
-    assert checkpoint.load(weights / "last.pt")["epoch"] == 1  # the earlier file, intact
+    assert read_state(weights / "last.pt")["epoch"] == 1  # the earlier file, intact
     assert [row["epoch"] for row in _rows(tmp_path / "runs/train/exp")] == ["1"]
     assert not list(weights.glob(".*.tmp"))  # the failed temporary file was removed
-    assert math.isfinite(checkpoint.load(weights / "best.pt")["best_fitness"])
+    assert math.isfinite(read_state(weights / "best.pt")["best_fitness"])

@@ -153,7 +153,7 @@ def test_bad_shard_exits_2(value: str, trained_binary: Path, binary_data: Path) 
 
 
 def test_shard_split_is_stable_disjoint_and_balanced() -> None:
-    from segcli.distributed import Context
+    from segcli.train.distributed import Context
     from segcli.errors import UserError
     from segcli.ranks import shard
 

@@ -32,23 +32,24 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
 
-@pytest.mark.parametrize("trained", ["trained_binary", "trained_multi"])
+@pytest.mark.parametrize("trained", ["fitted_binary", "fitted_multi"])
 def test_export_both_formats_verified_with_full_metadata(trained: str, request: pytest.FixtureRequest) -> None:
     import onnx
 
-    from segcli import checkpoint
-    from segcli.export import read_onnx_metadata, read_torchscript_metadata
+    from segcli.checkpoint import read_state
+    from segcli.infer.export import read_torchscript_metadata
+    from segcli.infer.onnxrt import read_onnx_metadata
 
     work: Path = request.getfixturevalue(trained)
     onnx_path, d1 = _export(work, "--format", "onnx", "-o", "m.onnx")
     ts_path, d2 = _export(work, "-o", "m.torchscript")  # format from the suffix
     assert d1 < 1e-4 and d2 < 1e-4
-    ckpt = checkpoint.load(next(work.glob("runs/train/*/weights/best.pt")))
+    ckpt = read_state(next(work.glob("runs/train/*/weights/best.pt")))
     info = ckpt["data_info"]
     for meta in (read_onnx_metadata(onnx_path), read_torchscript_metadata(ts_path)):
         assert meta["in_channels"] == info["in_channels"] and meta["binary"] == info["binary"]
         assert meta["mean"] == info["mean"] and meta["std"] == info["std"]
-        assert meta["size_multiple"] == 4  # TINY: depth 2
+        assert meta["size_multiple"] == ckpt["output"]["size_multiple"] == 4  # U-Net of depth 2
         assert meta["out_channels"] == (1 if info["binary"] else info["num_classes"])
         assert meta["threshold"] == (0.5 if info["binary"] else None)
         assert meta["activation"] == ("sigmoid" if info["binary"] else "softmax")
@@ -62,7 +63,7 @@ def test_export_both_formats_verified_with_full_metadata(trained: str, request: 
     assert dims == ["batch", info["in_channels"], "height", "width"]
 
 
-@pytest.mark.parametrize("trained", ["trained_binary", "trained_multi"])
+@pytest.mark.parametrize("trained", ["fitted_binary", "fitted_multi"])
 def test_opencv_dnn_runs_the_onnx_file_like_onnx_runtime(trained: str, request: pytest.FixtureRequest) -> None:
     import cv2
     import onnxruntime as ort
@@ -88,12 +89,12 @@ def _odd_image(src: Path, dst: Path) -> Path:
     return save_png(dst, np.array(Image.open(src).convert("RGB"))[:37, :43])
 
 
-def test_predict_and_evaluate_with_onnx_never_import_torch(trained_multi: Path, multiclass_data: Path) -> None:
-    _export(trained_multi, "-o", "nt.onnx")
-    img = _odd_image(sorted((multiclass_data / "val" / "images").iterdir())[0], trained_multi / "odd" / "a.png")
-    pt = run_cli(["predict", img, "-o", "pt.png", "--precision", "32"], cwd=trained_multi)
+def test_predict_and_evaluate_with_onnx_never_import_torch(fitted_multi: Path, multiclass_data: Path) -> None:
+    _export(fitted_multi, "-o", "nt.onnx")
+    img = _odd_image(sorted((multiclass_data / "val" / "images").iterdir())[0], fitted_multi / "odd" / "a.png")
+    pt = run_cli(["predict", img, "-o", "pt.png", "--precision", "32"], cwd=fitted_multi)
     assert pt.code == 0, pt.err
-    ev_pt = run_cli(["evaluate", multiclass_data, "--json", "--precision", "32"], cwd=trained_multi)
+    ev_pt = run_cli(["evaluate", multiclass_data, "--json", "--precision", "32"], cwd=fitted_multi)
     assert ev_pt.code == 0, ev_pt.err
     script = """
 import json, sys
@@ -110,34 +111,36 @@ loaded = sorted(m for m in sys.modules if (m == "torch" or m.startswith("torch."
 assert not loaded, loaded
 """
     for mode in ("plain", "block"):
-        r = subprocess.run([sys.executable, "-c", script, mode, str(img), str(multiclass_data)], cwd=trained_multi,
+        r = subprocess.run([sys.executable, "-c", script, mode, str(img), str(multiclass_data)], cwd=fitted_multi,
                            capture_output=True, text=True, env=_env())
         assert r.returncode == 0, r.stderr
         ev_onnx = json.loads(r.stdout.strip().splitlines()[-1])
         assert abs(ev_onnx["mIoU"] - json.loads(ev_pt.out)["mIoU"]) < 1e-3
-    a = np.array(Image.open(trained_multi / "pt.png"))
-    b = np.array(Image.open(trained_multi / "onnx.png"))
+    a = np.array(Image.open(fitted_multi / "pt.png"))
+    b = np.array(Image.open(fitted_multi / "onnx.png"))
+    assert len(np.unique(a)) > 1  # a real mask: a wrong class order or channel mix-up would show
     assert a.shape == b.shape == (37, 43) and (a == b).mean() >= 0.999
 
 
-def test_deploy_example_needs_only_the_onnx_file(trained_binary: Path, binary_data: Path) -> None:
+def test_deploy_example_needs_only_the_onnx_file(fitted_binary: Path, binary_data: Path) -> None:
     """examples/deploy_onnx.py (numpy + OpenCV + ORT, no segcli) writes the mask segcli writes."""
-    _export(trained_binary, "-o", "dep.onnx")
-    img = _odd_image(sorted((binary_data / "images").iterdir())[0], trained_binary / "odd" / "b.png")
-    r = run_cli(["predict", img, "--model", "dep.onnx", "-o", "segcli.png"], cwd=trained_binary)
+    _export(fitted_binary, "-o", "dep.onnx")
+    img = _odd_image(sorted((binary_data / "images").iterdir())[0], fitted_binary / "odd" / "b.png")
+    r = run_cli(["predict", img, "--model", "dep.onnx", "-o", "segcli.png"], cwd=fitted_binary)
     assert r.code == 0, r.err
-    want = np.array(Image.open(trained_binary / "segcli.png"))
+    want = np.array(Image.open(fitted_binary / "segcli.png"))
+    assert set(np.unique(want)) == {0, 255}  # a real mask, not one class everywhere
     for extra in ([], ["--opencv"]):
-        out = trained_binary / f"example{len(extra)}.png"
+        out = fitted_binary / f"example{len(extra)}.png"
         p = subprocess.run([sys.executable, str(ROOT / "examples" / "deploy_onnx.py"), "dep.onnx", str(img), str(out),
-                            *extra], cwd=trained_binary, capture_output=True, text=True)
+                            *extra], cwd=fitted_binary, capture_output=True, text=True)
         assert p.returncode == 0, p.stderr
         got = np.array(Image.open(out))
         assert got.shape == want.shape and (got == want).mean() >= 0.999
 
 
 def test_verification_failure_exits_1_and_writes_nothing(trained_binary: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import segcli.export as ex
+    import segcli.infer.export as ex
 
     real = ex.run_onnx
     monkeypatch.setattr(ex, "run_onnx", lambda *a, **k: real(*a, **k) + 1e-3)  # a broken exporter

@@ -51,3 +51,19 @@ def test_info_config_and_errors(trained_binary: Path, tmp_path: Path) -> None:
     assert e.code == 2 and str(bad) in e.err and "Traceback" not in e.err
     none = run_cli(["info"], cwd=tmp_path)
     assert none.code == 2 and "no trained model" in none.err
+
+
+def test_info_reports_the_true_size_multiple(tmp_path: Path) -> None:
+    """The default ResNet-18 encoder needs multiples of 32 (its deepest stride), the U-Net 2^depth."""
+    from segcli.checkpoint import Checkpoint
+    from segcli.config import DataInfo, ModelConfig, TrainConfig
+    from segcli.models import build_generator
+
+    info = DataInfo(in_channels=1)
+    for name, mcfg, multiple in (("r18", ModelConfig(encoder="resnet18"), 32),
+                                 ("unet", ModelConfig(encoder="unet", base_channels=4, depth=3), 8)):
+        gen = build_generator(mcfg, info)
+        Checkpoint(TrainConfig(), mcfg, info, gen.output, gen.state_dict()).save(tmp_path / f"{name}.pt")
+        r = run_cli(["info", tmp_path / f"{name}.pt", "--json"])
+        assert r.code == 0, r.err
+        assert json.loads(r.out)["architecture"]["size_multiple"] == multiple == gen.size_multiple

@@ -81,13 +81,14 @@ def test_mixed_sizes_and_channels_in_one_batched_call(trained_binary: Path, tmp_
         _check_binary(tmp_path / "masks" / img.name, img)
 
 
-def test_batch_size_does_not_change_masks(trained_binary: Path, binary_data: Path, tmp_path: Path) -> None:
+def test_batch_size_does_not_change_masks(fitted_binary: Path, binary_data: Path, tmp_path: Path) -> None:
     for b in (1, 5):
         r = run_cli(["predict", binary_data / "images", "-o", tmp_path / f"b{b}", "-b", b, "--precision", "32"],
-                    cwd=trained_binary)
+                    cwd=fitted_binary)
         assert r.code == 0, r.err
     for img in _images(binary_data / "images"):
         a, b = (np.array(Image.open(tmp_path / d / img.name)) for d in ("b1", "b5"))
+        assert set(np.unique(a)) == {0, 255}  # a real mask: a mix-up of images in a batch would show
         assert (a == b).mean() > 0.999
 
 

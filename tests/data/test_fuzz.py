@@ -14,13 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from segcli import checkpoint
-from segcli.config import DataInfo, ModelConfig, to_dict
+from segcli.checkpoint import Checkpoint
+from segcli.config import DataInfo, ModelConfig, TrainConfig
 from segcli.data import prepare
 from segcli.data.dataset import SegDataset, channel_stats
 from segcli.data.scan import verify_decodable
-from segcli.data.transforms import eval_transforms, train_transforms
+from segcli.data.transforms import train_transforms
 from segcli.errors import UserError
+from segcli.models import build_generator
 from tests.conftest import run_cli
 
 EXT = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tif", "BMP": ".bmp", "WEBP": ".webp"}
@@ -84,8 +85,25 @@ def _write(folder: Path, stem: str, item: tuple[bytes, str]) -> Path:
 
 
 @st.composite
+def clean_pair(draw: st.DrawFn) -> tuple[tuple[bytes, str], tuple[bytes, str]]:
+    """A valid pair of random size, mode and format: the loader must accept it."""
+    h, w = draw(st.integers(1, 40)), draw(st.integers(1, 40))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    mode, fmt = draw(st.sampled_from(["L", "RGB", "I;16"])), draw(st.sampled_from(["PNG", "TIFF", "BMP"]))
+    if mode == "I;16" and fmt == "BMP":
+        fmt = "PNG"
+    image, mask = io.BytesIO(), io.BytesIO()
+    Image.fromarray(_array(rng, mode, h, w, 256)).save(image, fmt)
+    Image.fromarray(rng.integers(0, 2, (h, w), dtype=np.uint8) * 255).save(mask, "PNG")
+    return (image.getvalue(), EXT[fmt]), (mask.getvalue(), ".png")
+
+
+@st.composite
 def dataset(draw: st.DrawFn) -> list[tuple[tuple[bytes, str], tuple[bytes, str] | None]]:
-    """2-4 pairs; masks usually the image's size with few values, sometimes anything at all."""
+    """2-4 pairs: valid ones, or images with masks usually of the image's size and few values,
+    sometimes anything at all."""
+    if draw(st.integers(0, 3)) == 0:
+        return [draw(clean_pair()) for _ in range(draw(st.integers(2, 4)))]
     pairs = []
     for _ in range(draw(st.integers(2, 4))):
         image = draw(picture(IMAGE_MODES))
@@ -101,50 +119,74 @@ def dataset(draw: st.DrawFn) -> list[tuple[tuple[bytes, str], tuple[bytes, str] 
     return pairs
 
 
-@FUZZ
-@given(pairs=dataset())
-def test_loader_only_succeeds_or_fails_cleanly(pairs) -> None:
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # PIL/numpy may warn about odd files; warnings are not failures
-        root = Path(tmp)
-        for i, (image, mask) in enumerate(pairs):
-            _write(root / "images", f"s{i}", image)
-            if mask is not None:
-                _write(root / "masks", f"s{i}", mask)
-        try:
-            prep = prepare(str(root), 0.5, 0, None)
-            samples = prep.splits.train + prep.splits.val
-            verify_decodable(samples)  # what the engine does before training when it doesn't preload
-        except UserError:
-            return  # the clean refusal (DataError is a UserError)
-        # validated: from here on nothing may fail, not even cleanly (no late failures in training)
-        info = prep.info
-        ds = SegDataset(samples, info, None)
-        info.mean, info.std = channel_stats(ds)  # as the engine does
-        ds.transform = eval_transforms(info.mean, info.std)
-        for i in range(len(ds)):
-            img, labels = ds[i]
-            assert img.shape[0] == info.in_channels and img.shape[1:] == labels.shape
-            ok = (labels < info.num_classes) | (labels == 255)
-            assert bool(ok.all())
-        ds.transform = train_transforms(16, info.mean, info.std, info.in_channels, True)
-        img, labels = ds[0]
-        assert img.shape[1:] == (16, 16)
+def _accepted(root: Path, prep, trained: list) -> None:
+    """A dataset the checks let through: nothing may fail from here on, not even cleanly.
+
+    Every sample loads (whole and augmented); the first few also train an epoch and predict.
+    """
+    from dataclasses import replace
+
+    samples = prep.splits.train + prep.splits.val
+    ds = SegDataset(samples, prep.info, None)
+    mean, std = channel_stats(ds)
+    ds.info = info = replace(prep.info, mean=mean, std=std)
+    for i in range(len(ds)):
+        img, labels = ds[i]  # whole and normalised, as validation loads them
+        assert img.shape[0] == info.in_channels and img.shape[1:] == labels.shape
+        assert bool(((labels < info.num_classes) | (labels == 255)).all())
+    ds.transform = train_transforms(16, info.mean, info.std, info.in_channels, True)
+    assert ds[0][0].shape[1:] == (16, 16)
+    if len(trained) >= 3:
+        return
+    import segcli
+    from segcli.train.engine import train
+
+    cfg = TrainConfig(data=str(root), epochs=1, val_split=0.5, batch_size=2, precision="32",
+                      project=str(root / "runs"), name="fuzz")
+    result = train(cfg, ModelConfig(base_channels=4, depth=2, disc_channels=4))
+    model = segcli.load(result.run_dir, precision="32")
+    for i, s in enumerate(samples):
+        assert model.predict(s.image).shape == ds.load(i)[1].shape
+    trained.append(root)
+
+
+def test_loader_only_succeeds_or_fails_cleanly() -> None:
+    accepted: list[Path] = []
+    trained: list[Path] = []
+
+    @FUZZ
+    @given(pairs=dataset())
+    def check(pairs) -> None:
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PIL/numpy may warn about odd files; warnings are not failures
+            root = Path(tmp)
+            for i, (image, mask) in enumerate(pairs):
+                _write(root / "images", f"s{i}", image)
+                if mask is not None:
+                    _write(root / "masks", f"s{i}", mask)
+            try:
+                prep = prepare(str(root), 0.5, 0, None)
+                verify_decodable(prep.splits.train + prep.splits.val)  # what training does when it doesn't preload
+            except UserError:
+                return  # the clean refusal (DataError is a UserError)
+            accepted.append(root)
+            _accepted(root, prep, trained)
+
+    check()
+    # the accepting branch ran, training and prediction included: not only refusals were tested
+    assert len(accepted) >= 3 and len(trained) == 3, (len(accepted), len(trained))
 
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Untrained tiny checkpoints (weights don't matter here): gray binary and RGB 3-class."""
-    from segcli.models import build_generator
-
     folder = tmp_path_factory.mktemp("fuzz_models")
     out = {}
     for name, info in (("gray", DataInfo(2, [], 1, [0.5], [0.25], None, True)),
                        ("rgb", DataInfo(3, [], 3, [0.5] * 3, [0.25] * 3, 255, False))):
-        mcfg = ModelConfig(base_channels=4, depth=2)
+        mcfg = ModelConfig(encoder="unet", base_channels=4, depth=2)
         gen = build_generator(mcfg, info)
-        checkpoint.save(folder / f"{name}.pt", {"model": to_dict(mcfg), "data_info": to_dict(info),
-                                                "generator": gen.state_dict(), "epoch": 0})
+        Checkpoint(TrainConfig(), mcfg, info, gen.output, gen.state_dict()).save(folder / f"{name}.pt")
         out[name] = folder / f"{name}.pt"
     return out
 

@@ -1,0 +1,1 @@
+"""segcli benchmarks: run each script as `python benchmarks/NAME.py` (see README.md here)."""

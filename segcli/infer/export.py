@@ -1,0 +1,259 @@
+"""Export to ONNX or TorchScript, verified against PyTorch before the file is written.
+
+The contract of every exported file (docs/deployment.md):
+- input `image`: float32 (N, C, H, W), RGB or gray as `in_channels` says, normalised as
+  (pixel / 255 - mean) / std (16-bit images: / 65535); H and W multiples of `size_multiple`
+  (pad bottom/right with 0 after normalisation, crop the output back). N, H, W are dynamic.
+- output `probabilities`: float32 (N, C', H, W): sigmoid foreground probability (C' = 1)
+  for binary models, softmax over the K classes otherwise.
+- metadata: a JSON object under the key `segcli` (ONNX metadata_props; TorchScript extra
+  files) holding all of the above, class names and the binary threshold.
+`--half` stores fp16 weights behind the same float32 interface (casts inside the graph).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import numpy as np
+
+from segcli.version import __version__
+from segcli.checkpoint import Checkpoint
+from segcli.config import DataInfo, ModelConfig
+from segcli.errors import ModelFileError, SegcliError, UserError
+from segcli.fileio import atomic_write_bytes
+from segcli.infer.onnxrt import META_KEY, run_onnx
+from segcli.models import OutputSpec
+
+FORMATS = ("onnx", "torchscript")
+SUFFIXES = {".onnx": "onnx", ".torchscript": "torchscript", ".ts": "torchscript", ".jit": "torchscript"}
+# Opset 17: ORT and OpenCV DNN (4.8+, 5.x) both run every op the U-Net exports to
+# (Conv, Resize (nearest), MaxPool, Relu, Concat, Sigmoid/Softmax, Cast); BatchNorm is folded.
+OPSET = 17
+INPUT_NAME, OUTPUT_NAME = "image", "probabilities"
+TOLERANCE_FP32, TOLERANCE_FP16 = 1e-4, 1e-2
+METADATA_VERSION = 1
+
+__all__ = ["ExportResult", "export_model", "metadata", "read_torchscript_metadata", "META_KEY"]
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    format: str
+    max_diff: float
+    tolerance: float
+    size_bytes: int = 0
+    samples: list[tuple[int, ...]] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def metadata(info: DataInfo, output: OutputSpec, mcfg: Optional[ModelConfig] = None, half: bool = False,
+             source: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """Everything a deployer needs to feed the model and read its output, as plain JSON."""
+    k, size_multiple = output.channels, output.size_multiple
+    return {
+        "segcli_version": __version__,
+        "metadata_version": METADATA_VERSION,
+        "input_name": INPUT_NAME,
+        "output_name": OUTPUT_NAME,
+        "in_channels": info.in_channels,
+        "color": "gray" if info.in_channels == 1 else "RGB",
+        "pixel_scale": {"uint8": 255, "uint16": 65535},
+        "mean": list(info.mean),
+        "std": list(info.std),
+        "size_multiple": size_multiple,
+        "pad_value": 0.0,
+        "input": f"float32 (N, {info.in_channels}, H, W), NCHW, {'gray' if info.in_channels == 1 else 'RGB'}: "
+                 f"(pixel / 255 - mean) / std (16-bit: / 65535); H, W multiples of {size_multiple}: "
+                 "pad bottom/right with 0 after normalisation, crop the output back",
+        "output": f"float32 (N, {k}, H, W): " + ("sigmoid probability of the foreground; foreground where > threshold"
+                                                  if output.binary else f"softmax over {k} classes; label = argmax"),
+        "activation": output.activation,
+        "binary": output.binary,
+        "num_classes": output.num_classes,
+        "out_channels": k,
+        "class_names": info.class_names(),
+        "threshold": 0.5 if output.binary else None,
+        "ignore_index": info.ignore_index,
+        "weights_dtype": "float16" if half else "float32",
+        "half": half,
+        "data_info": asdict(info),
+        "architecture": asdict(mcfg) if mcfg is not None else None,
+        "source": source or {},
+    }
+
+
+def resolve_format(fmt: Optional[str], out: Optional[Path]) -> str:
+    """--format, else from -o's suffix, else onnx; a suffix that contradicts --format is refused."""
+    if out is not None and out.is_dir():
+        out = None  # a folder: the file name is chosen for the format
+    by_suffix = SUFFIXES.get(out.suffix.lower()) if out is not None else None
+    if fmt is None:
+        return by_suffix or "onnx"
+    fmt = fmt.lower()
+    if fmt not in FORMATS:
+        raise UserError(f"--format '{fmt}': expected onnx or torchscript")
+    if out is not None and fmt == "onnx" and out.suffix.lower() != ".onnx":
+        raise UserError(f"{out}: ONNX files must end in .onnx (predict and evaluate recognise them by it)")
+    if by_suffix is not None and by_suffix != fmt:
+        raise UserError(f"{out}: a .{out.suffix.lstrip('.')} file for --format {fmt}; use a .torchscript file name")
+    return fmt
+
+
+def _output_path(model: Path, fmt: str, out: Optional[Path]) -> Path:
+    suffix = ".onnx" if fmt == "onnx" else ".torchscript"
+    if out is None:
+        path = model.with_suffix(suffix)
+    elif out.is_dir():
+        path = out / (model.stem + suffix)
+    else:
+        path = out
+    if path.resolve() == model.resolve():
+        raise UserError(f"{path}: output would overwrite the input model; choose another -o")
+    return path
+
+
+def _prob_module(gen: Any, fp16: bool) -> Any:
+    import torch
+
+    class Probabilities(torch.nn.Module):
+        """Generator + activation; float32 in and out even with fp16 weights."""
+
+        def __init__(self, g: torch.nn.Module, fp16: bool) -> None:
+            super().__init__()
+            self.g = g
+            self.fp16 = fp16
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            # no Cast nodes in an fp32 graph: cast only around fp16 weights
+            logits = self.g(x.half()).float() if self.fp16 else self.g(x)
+            return self.g.output.probabilities(logits)
+
+    gen.pad_inside = False  # the caller pads: no shape arithmetic, no control flow in the graph
+    if fp16:
+        gen = gen.half()
+    return Probabilities(gen, fp16).eval()
+
+
+def _samples(channels: int, m: int) -> list[np.ndarray]:
+    """Two verification batches of different N, H, W: a baked-in shape would show up."""
+    s = max(2 * m, 64)
+    rng = np.random.default_rng(0)
+    return [rng.standard_normal((1, channels, s, s + m), dtype=np.float32),
+            rng.standard_normal((2, channels, s + m, s), dtype=np.float32)]
+
+
+def export_model(model: str | Path, fmt: Optional[str] = None, out: Optional[str | Path] = None,
+                 half: bool = False, tolerance: Optional[float] = None) -> ExportResult:
+    """Export a checkpoint, check it against the fp32 PyTorch model, then write it atomically."""
+    import torch
+
+    model = Path(model)
+    out_arg = Path(out) if out is not None else None
+    fmt = resolve_format(fmt, out_arg)
+    if tolerance is not None and not (tolerance >= 0):
+        raise UserError(f"--tolerance {tolerance}: expected a number >= 0")
+    tol = tolerance if tolerance is not None else (TOLERANCE_FP16 if half else TOLERANCE_FP32)
+    ckpt = Checkpoint.load(model)
+    gen, info = ckpt.build_generator(), ckpt.data
+    path = _output_path(model, fmt, out_arg)
+    samples = _samples(info.in_channels, ckpt.output.size_multiple)
+    with torch.no_grad():
+        reference = [_prob_module(gen, False)(torch.from_numpy(x)).numpy() for x in samples]
+    # strict JSON (no NaN) so any language's parser reads the metadata
+    metrics = {k: (float(v) if np.isfinite(v) else None) for k, v in ckpt.metrics.items()}
+    source = {"checkpoint": model.name, "epoch": ckpt.epoch, "metrics": metrics}
+    meta = metadata(info, ckpt.output, ckpt.model, half, source)
+    net = _prob_module(gen, half)
+    example = torch.from_numpy(samples[0])
+    if fmt == "onnx":
+        data = _onnx_bytes(net, example, meta)
+        outputs = [run_onnx(data, x, path) for x in samples]
+    else:
+        data, outputs = _torchscript_bytes(net, example, meta, samples)
+    diff = max(float(np.abs(o.astype(np.float32) - r).max()) for o, r in zip(outputs, reference))
+    if not np.isfinite(diff) or diff > tol:
+        raise SegcliError(f"{path}: exported model differs from PyTorch by {diff:.3g} (tolerance {tol:g}); "
+                          "file not written")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{path.parent}: cannot create the output folder ({e.strerror or e})") from None
+    atomic_write_bytes(path, data)
+    return ExportResult(path, fmt, diff, tol, len(data), [tuple(x.shape) for x in samples], meta)
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """torch announces the legacy exporter's and TorchScript's deprecation on every call."""
+    with warnings.catch_warnings():
+        for cat in (DeprecationWarning, FutureWarning):
+            warnings.simplefilter("ignore", cat)
+        yield
+
+
+def _onnx_bytes(net: Any, example: Any, meta: dict[str, Any]) -> bytes:
+    """The legacy (TorchScript-based) exporter: a static graph with BatchNorm folded into Conv.
+
+    The dynamo exporter keeps BatchNormalization nodes and adds shape ops that OpenCV DNN
+    handles less well; this graph is plain feed-forward, dynamic only in N, H and W.
+    """
+    import onnx
+    import torch
+
+    buf = io.BytesIO()
+    with _quiet():
+        torch.onnx.export(
+            net, (example,), buf, dynamo=False, opset_version=OPSET, do_constant_folding=True,
+            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+                          OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"}},
+        )
+    proto = onnx.load_from_string(buf.getvalue())
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = META_KEY, json.dumps(meta, allow_nan=False)
+    proto.producer_name, proto.producer_version = "segcli", __version__
+    proto.doc_string = f"{meta['input']} -> {meta['output']}; see metadata '{META_KEY}'"
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+def _torchscript_bytes(net: Any, example: Any, meta: dict[str, Any],
+                       samples: list[np.ndarray]) -> tuple[bytes, list[np.ndarray]]:
+    """Trace (no control flow to lose), save with the metadata, reload and run the reloaded module."""
+    import torch
+
+    with _quiet(), torch.no_grad():
+        traced = torch.jit.trace(net, example, check_trace=False)
+        buf = io.BytesIO()
+        torch.jit.save(traced, buf, _extra_files={META_KEY: json.dumps(meta, allow_nan=False)})
+        data = buf.getvalue()
+        extra = {META_KEY: ""}
+        loaded = torch.jit.load(io.BytesIO(data), _extra_files=extra)
+    if json.loads(extra[META_KEY]) != json.loads(json.dumps(meta)):
+        raise SegcliError("TorchScript metadata did not survive a save/load round trip")
+    with torch.no_grad():
+        outputs = [loaded(torch.from_numpy(x)).float().numpy() for x in samples]
+    return data, outputs
+
+
+def read_torchscript_metadata(path: str | Path) -> dict[str, Any]:
+    """The `segcli` extra file of an exported TorchScript model (needs torch)."""
+    import torch
+
+    extra = {META_KEY: ""}
+    try:
+        with _quiet():
+            torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except Exception as e:
+        raise ModelFileError(f"{path}: not a TorchScript model ({type(e).__name__})") from None
+    if not extra[META_KEY]:
+        raise ModelFileError(f"{path}: TorchScript model without segcli metadata; export it with `segcli export`")
+    return json.loads(extra[META_KEY])

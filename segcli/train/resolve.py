@@ -1,0 +1,144 @@
+"""From the user's options and the data to the resolved configuration a run saves.
+
+`check_options` rejects bad values before the data is scanned; `resolve` is the one place
+where automatic values (epochs, patch and batch size, loader workers, flips, encoder,
+normalisation statistics) become concrete. It is pure: the same options and data give the
+same resolved configs, and a resolved config resolves to itself (which is how --resume
+reuses a saved one).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from segcli.checkpoint import Checkpoint
+from segcli.config import GAN_MODES, PRECISIONS, SEG_LOSSES, DataInfo, ModelConfig, TrainConfig
+from segcli.data.balance import suggest_img_size
+from segcli.errors import UserError
+from segcli.models import DISCRIMINATORS, ENCODERS, lookup, resolve_encoder
+
+# Widest U-Net stage allowed: base_channels * 2**depth. 4096 is far beyond useful and still fits
+# in memory; without a cap a typo like --depth 12 allocates tens of GB before saying anything.
+MAX_WIDTH = 4096
+EPOCHS, EPOCH_CAP_WITH_TIME = 50, 1000
+
+
+@dataclass(frozen=True)
+class Resolved:
+    train: TrainConfig
+    model: ModelConfig
+    data: DataInfo
+
+
+def resolve(cfg: TrainConfig, mcfg: ModelConfig, info: DataInfo, train_sizes: Sequence[tuple[int, int]],
+            device_type: str, stats: Optional[tuple[list[float], list[float]]] = None) -> Resolved:
+    """The run's configs with every automatic value filled in.
+
+    `train_sizes`: (w, h) of the training images; `stats`: per-channel (mean, std) of the
+    training images, None to keep `info`'s (a resumed run keeps the statistics it trained with).
+    """
+    img_size = cfg.img_size if cfg.img_size > 0 else suggest_img_size(train_sizes)
+    if cfg.workers >= 0:
+        workers = cfg.workers
+    else:  # on the CPU a loader process would take cores from the step; beside a GPU it hides decode/augment time
+        workers = min(4, max(0, (os.cpu_count() or 1) - 1)) if device_type == "cuda" else 0
+    train = replace(
+        cfg,
+        epochs=cfg.epochs or (EPOCH_CAP_WITH_TIME if cfg.time else EPOCHS),  # with --time the budget decides
+        img_size=img_size,
+        batch_size=cfg.batch_size if cfg.batch_size > 0 else 8 if img_size <= 128 else 4 if img_size <= 320 else 2,
+        workers=workers,
+        # single-channel data (microscopy, medical) has no 'up'; photos do
+        orientation_free=info.in_channels == 1 if cfg.orientation_free is None else cfg.orientation_free,
+    )
+    data = info if stats is None else replace(info, mean=list(stats[0]), std=list(stats[1]))
+    return Resolved(train, replace(mcfg, encoder=resolve_encoder(mcfg)), data)
+
+
+def _number(name: str, value: Any, low: float, high: float = math.inf, low_open: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > low if low_open else value >= low) and value <= high
+    if not ok:
+        bound = f"> {low:g}" if low_open else f">= {low:g}"
+        rng = f"{bound}" + (f" and <= {high:g}" if math.isfinite(high) else "")
+        raise UserError(f"--{name.replace('_', '-')} {value}: must be a number {rng}")
+
+
+def check_options(cfg: TrainConfig, mcfg: ModelConfig) -> None:
+    """Reject option values that would fail (or silently misbehave) later, before the data scan."""
+    if cfg.gan not in GAN_MODES:
+        raise UserError(f"--gan '{cfg.gan}': expected lsgan, vanilla, hinge or none")
+    if str(cfg.precision).lower() not in PRECISIONS:
+        raise UserError(f"--precision '{cfg.precision}': expected auto, 32, bf16 or 16")
+    if cfg.loss not in SEG_LOSSES or not (isinstance(cfg.focal_gamma, (int, float)) and cfg.focal_gamma >= 0):
+        raise UserError(f"--loss '{cfg.loss}' / --focal-gamma {cfg.focal_gamma}: expected ce or focal, gamma >= 0")
+    if cfg.epochs is not None and not (isinstance(cfg.epochs, int) and cfg.epochs >= 1):
+        raise UserError(f"--epochs {cfg.epochs}: must be at least 1 (leave it out for the default: 50, "
+                        "or as many as --time allows)")
+    for name in ("batch_size", "patience"):  # 0 = automatic / off
+        _number(name, getattr(cfg, name), 0)
+    _number("workers", cfg.workers, -1)  # -1 = automatic
+    _number("d_every", cfg.d_every, 1)
+    _number("adv_warmup", cfg.adv_warmup, -1)  # -1 = automatic
+    _number("semi_start", cfg.semi_start, -1)  # negative = automatic
+    if not isinstance(cfg.img_size, int) or (cfg.img_size != 0 and not 8 <= cfg.img_size <= 8192):
+        raise UserError(f"--img-size {cfg.img_size}: use 0 (from the data) or a patch size from 8 to 8192")
+    _number("val_split", cfg.val_split, 0, 0.99)
+    _number("lr", cfg.lr_g, 0, 10, low_open=True)
+    _number("lr_d", cfg.lr_d, 0, 10, low_open=True)
+    _number("adv_weight", cfg.adv_weight, 0)
+    _number("weight_decay", cfg.weight_decay, 0)
+    _number("label_smoothing", cfg.label_smoothing, 0, 0.5)
+    _number("onehot_tau", cfg.onehot_tau, 0, 1, low_open=True)
+    if cfg.ignore_index is not None:
+        _number("ignore_index", cfg.ignore_index, 0, 65535)
+    _check_model(mcfg)
+    if cfg.unlabeled and not Path(cfg.unlabeled).is_dir():
+        raise UserError(f"--unlabeled {cfg.unlabeled}: folder not found; pass a folder of images without masks")
+    if cfg.unlabeled and cfg.gan == "none":
+        raise UserError("--unlabeled needs a discriminator: use --gan lsgan|vanilla|hinge, not none")
+
+
+def _check_model(mcfg: ModelConfig) -> None:
+    _number("depth", mcfg.depth, 1, 8)
+    _number("base_channels", mcfg.base_channels, 1, 1024)
+    _number("disc_channels", mcfg.disc_channels, 1, 1024)
+    if mcfg.base_channels * 2**mcfg.depth > MAX_WIDTH:
+        raise UserError(
+            f"--base-channels {mcfg.base_channels} with --depth {mcfg.depth} gives {mcfg.base_channels * 2**mcfg.depth} "
+            f"channels at the bottom of the U-Net (at most {MAX_WIDTH}); lower one of them"
+        )
+    if mcfg.encoder != "auto":
+        lookup(ENCODERS, mcfg.encoder, "encoder")
+    lookup(DISCRIMINATORS, mcfg.discriminator, "discriminator")
+
+
+def resume_state(path: Optional[str], project: str) -> tuple[TrainConfig, ModelConfig, Optional[Checkpoint]]:
+    """The configs and last.pt of the run to continue (the latest under `project` without a path);
+    the checkpoint is None when that run had finished."""
+    from segcli.runs import latest_run
+
+    if path:
+        p = Path(path)
+        ckpt_path = p / "weights" / "last.pt" if p.is_dir() else p
+    else:
+        run = latest_run(project)
+        if run is None:
+            raise UserError(f"nothing to resume: no run under {project}/; pass a checkpoint path")
+        ckpt_path = run / "weights" / "last.pt"
+    if not ckpt_path.is_file() and ckpt_path.name == "last.pt" and ckpt_path.parent.is_dir():
+        raise UserError(f"{ckpt_path}: not written yet (the run stopped before its first epoch ended); "
+                        "start the run again instead of resuming")
+    ckpt = Checkpoint.load(ckpt_path)
+    if not ckpt.resumable:
+        raise UserError(f"{ckpt_path}: holds no optimizer state (a best.pt?); resume from the run's last.pt")
+    run_dir = ckpt_path.parent.parent
+    cfg = replace(ckpt.train, project=str(run_dir.parent), name=run_dir.name)
+    early_stopped = cfg.patience and ckpt.bad_epochs >= cfg.patience
+    if ckpt.finished or ckpt.epoch >= (cfg.epochs or 0) or early_stopped:
+        return cfg, ckpt.model, None
+    return cfg, ckpt.model, ckpt

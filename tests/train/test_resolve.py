@@ -1,0 +1,46 @@
+"""Resolving the user's options against the data: once, purely, and idempotently."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from segcli.config import DataInfo, ModelConfig, TrainConfig
+from segcli.errors import UserError
+from segcli.train.resolve import check_options, resolve
+
+GRAY = DataInfo(num_classes=2, in_channels=1)
+SIZES = [(100, 72)] * 4
+
+
+def test_automatic_values_come_from_the_data_and_the_device() -> None:
+    r = resolve(TrainConfig(), ModelConfig(), GRAY, SIZES, "cpu", ([0.4], [0.2]))
+    assert (r.train.epochs, r.train.img_size, r.train.batch_size, r.train.workers) == (50, 64, 8, 0)
+    assert r.train.orientation_free is True and r.model.encoder == "resnet18"
+    assert r.data.mean == [0.4] and r.data.std == [0.2]
+    assert resolve(TrainConfig(time="1m"), ModelConfig(), GRAY, SIZES, "cpu").train.epochs == 1000
+    gpu = resolve(TrainConfig(), ModelConfig(), GRAY, SIZES, "cuda").train.workers  # only the device type is read
+    assert gpu == min(4, max(0, (os.cpu_count() or 1) - 1))
+    assert resolve(TrainConfig(workers=3), ModelConfig(), GRAY, SIZES, "cuda").train.workers == 3
+
+
+def test_resolve_is_pure_and_idempotent() -> None:
+    cfg, mcfg = TrainConfig(), ModelConfig()
+    r = resolve(cfg, mcfg, GRAY, SIZES, "cpu", ([0.4], [0.2]))
+    assert cfg == TrainConfig() and mcfg == ModelConfig()  # the inputs are untouched
+    again = resolve(r.train, r.model, r.data, SIZES, "cpu")
+    assert again == r  # a saved (resolved) config resolves to itself: how --resume reuses it
+
+
+@pytest.mark.parametrize("cfg, needle", [
+    (TrainConfig(epochs=0), "--epochs 0"),
+    (TrainConfig(epochs=-3), "--epochs -3"),
+    (TrainConfig(loss="dice"), "--loss"),
+    (TrainConfig(d_every=0), "--d-every"),
+    (TrainConfig(unlabeled="nowhere"), "nowhere"),
+])
+def test_bad_values_are_refused_before_any_work(cfg: TrainConfig, needle: str) -> None:
+    with pytest.raises(UserError, match=needle):
+        check_options(cfg, ModelConfig())
