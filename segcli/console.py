@@ -96,6 +96,10 @@ class TrainProgress:
         else:
             info(line)
 
+    def on_validation(self, epoch: int, samples: Any) -> None: ...
+
+    def on_finish(self, result: Any) -> None: ...
+
     def close(self) -> None:
         if self.progress is not None:
             self.progress.stop()

@@ -11,7 +11,7 @@ import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from segcli.fileio import atomic_write_bytes, make_dirs, save_yaml
 from segcli.metrics import ConfusionMatrix
 from segcli.models import OutputSpec
 from segcli.train import distributed, safety
+from segcli.train.callbacks import Callbacks
 from segcli.train.gan import train_step
 from segcli.train.schedule import lr_at, ramp, set_lr
 from segcli.train.state import Run, seed_everything, setup
@@ -34,20 +35,6 @@ SAMPLES = 4  # validation images in plots/val_samples.png
 CSV_FIELDS = ["epoch", "g_loss", "g_seg", "g_adv", "d_loss", "val_mIoU", "val_Dice", "lr_g", "lr_d", "seconds",
               "train_seconds", "semi_pixels"]
 LOSS_KEYS = ("g_loss", "g_seg", "g_adv", "d_loss")
-
-
-class Callbacks(Protocol):
-    def on_start(self, info: dict[str, Any]) -> None: ...
-    def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None: ...
-    def on_step(self, step: int, losses: dict[str, float]) -> None: ...
-    def on_epoch_end(self, row: dict[str, Any]) -> None: ...
-
-
-class NoCallbacks:
-    def on_start(self, info: dict[str, Any]) -> None: ...
-    def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None: ...
-    def on_step(self, step: int, losses: dict[str, float]) -> None: ...
-    def on_epoch_end(self, row: dict[str, Any]) -> None: ...
 
 
 @dataclass
@@ -78,7 +65,7 @@ def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = 
     """
     with distributed.session(cfg.device) as ctx, safety.interrupt_guard() as guard:
         run = setup(ctx, cfg, mcfg, resume, guard, started)
-        return fit(run, (callbacks if ctx.main else None) or NoCallbacks())  # one process reports
+        return fit(run, (callbacks if ctx.main else None) or Callbacks())  # one process reports
 
 
 def fit(run: Run, cb: Callbacks) -> TrainResult:
@@ -104,6 +91,7 @@ def fit(run: Run, cb: Callbacks) -> TrainResult:
             row["semi_pixels"] = run.unlabeled.share  # the pseudo-labels this epoch trained on
         run.history.append(row)
         if metrics is not None:
+            cb.on_validation(epoch + 1, _samples(run, run.samples))
             improved = after_validation(run, epoch + 1, metrics)
             stopped = stopped or _stop_reason(run)
             save_epoch(run, epoch + 1, metrics, improved, finished=final or bool(stopped))
@@ -111,7 +99,9 @@ def fit(run: Run, cb: Callbacks) -> TrainResult:
         stopped = stopped or _stop_reason(run)
         if stopped:
             break
-    return finish(run, stopped)
+    result = finish(run, stopped)
+    cb.on_finish(result)
+    return result
 
 
 def train_one_epoch(run: Run, epoch: int, cb: Callbacks) -> EpochResult:
@@ -268,7 +258,8 @@ def _start(run: Run, cb: Callbacks) -> None:
     world = f" x {run.ctx.world} processes" if run.ctx.enabled else ""
     cb.on_start({"run_dir": run.run_dir, "device": describe(run.device) + world, "precision": run.precision.name,
                  "train": run.data_summary["train_images"], "val": run.data_summary["val_images"], "info": run.info,
-                 "img_size": run.cfg.img_size, "start_epoch": run.start_epoch})
+                 "img_size": run.cfg.img_size, "start_epoch": run.start_epoch,
+                 "config": {"train": to_dict(run.cfg), "model": to_dict(run.mcfg), "data_info": to_dict(run.info)}})
 
 
 def _stop_reason(run: Run) -> str:
@@ -290,6 +281,10 @@ def _finish_plots(run: Run) -> None:
         _, masks = validate(gen, run.val_dl, run.info.num_classes, run.device, run.precision, keep=SAMPLES, limit=True)
         order = [i for batch in run.val_dl.batch_sampler for i in batch]
         kept = [(idx, truth, pred) for (_, truth, pred), idx in zip(masks, order)]
+    save_samples(_samples(run, kept), run.info.binary, run.run_dir / "plots" / "val_samples.png")
+
+
+def _samples(run: Run, kept: list) -> list:
+    """(image, truth, prediction) of validation images kept as (dataset index, truth, prediction)."""
     ds: SegDataset = run.val_dl.dataset
-    samples = [(ds.load(idx)[0], truth, pred) for idx, truth, pred in kept]
-    save_samples(samples, run.info.binary, run.run_dir / "plots" / "val_samples.png")
+    return [(ds.load(idx)[0], truth, pred) for idx, truth, pred in kept]

@@ -98,7 +98,6 @@ def test_config_file_equals_flags(binary_data: Path, tmp_path: Path) -> None:
     (["train", "{data}", "--gan", "wgan"], "--gan"),
     (["train", "{data}", "--discriminator", "huge"], "choose one of"),
     (["train", "{data}", "--epochs", "x"], "--epochs"),
-    (["train", "{data}", "--epochs", "0", "x"], "--epochs 0"),  # explicit 0 is an error; the default is automatic
     (["train", "{data}", "--time", "soon"], "--time"),
     (["train", "{data}", "--device", "tpu"], "--device"),
 ])
@@ -108,3 +107,8 @@ def test_bad_options_exit_2_with_one_line(args: list, needle: str, binary_data: 
     lines = [ln for ln in r.err.strip().splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and needle in lines[0]
     assert "Traceback" not in r.err
+
+
+def test_explicit_zero_epochs_is_an_error(binary_data: Path, tmp_path: Path) -> None:
+    r = run_cli(["train", binary_data, "--epochs", "0", *TINY], cwd=tmp_path)  # the default stays automatic
+    assert r.code == 2 and "--epochs 0: must be at least 1" in r.err and not (tmp_path / "runs").exists()

@@ -13,7 +13,8 @@ from segcli.checkpoint import Checkpoint
 from segcli.config import ModelConfig, TrainConfig
 from segcli.errors import Interrupted, TrainingDiverged
 from segcli.train.distributed import Context
-from segcli.train.engine import NoCallbacks, fit, train, train_one_epoch, validate
+from segcli.train.callbacks import Callbacks
+from segcli.train.engine import fit, train, train_one_epoch, validate
 from segcli.train.safety import RunGuard
 from segcli.train.state import BestTracker, Run, setup
 
@@ -40,7 +41,7 @@ def test_setup_resolves_once_and_builds_the_run(binary_data: Path, tmp_path: Pat
 def test_train_one_epoch_and_validate(binary_data: Path, tmp_path: Path) -> None:
     run = _run(binary_data, tmp_path, d_every=3, batch_size=1)
     before = [p.clone() for p in run.gen.parameters()]
-    result = train_one_epoch(run, 0, NoCallbacks())
+    result = train_one_epoch(run, 0, Callbacks())
     steps = len(run.train_dl)
     assert result.steps["g_seg"] == steps == 8 and result.steps["d_loss"] == math.ceil(steps / 3)  # D every 3rd step
     assert all(math.isfinite(v) for v in result.losses.values()) and result.stopped == ""
@@ -56,7 +57,7 @@ def test_best_tracker_and_patience() -> None:
     assert t.update(4, 0.6) and not t.exhausted and (t.best_fitness, t.bad_epochs) == (0.6, 0)
 
 
-class _PoisonAfterFirstEpoch(NoCallbacks):
+class _PoisonAfterFirstEpoch(Callbacks):
     def __init__(self, run: Run, what: str) -> None:
         self.run, self.what = run, what
 
@@ -86,7 +87,7 @@ def test_divergence_stops_the_run_and_never_saves_nan(what: str, binary_data: Pa
         assert [row["epoch"] for row in csv.DictReader(f)] == ["1"]
 
 
-class _StopAfter(NoCallbacks):
+class _StopAfter(Callbacks):
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
 
