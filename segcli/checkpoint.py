@@ -51,6 +51,10 @@ class Checkpoint:
     data_summary: dict[str, Any] = field(default_factory=dict)  # split sizes, class pixels, class weights
     opt_g: Optional[StateDict] = None  # optimizer states: last.pt only (what --resume needs)
     opt_d: Optional[StateDict] = None
+    # with --ema, `generator` holds the weights' moving average; last.pt also keeps the raw
+    # weights that training continues from, and how many updates the average has seen
+    train_generator: Optional[StateDict] = None
+    ema_updates: int = 0
     finished: bool = False
     segcli_version: str = __version__
     format: int = FORMAT

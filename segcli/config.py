@@ -81,6 +81,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     onehot_tau: float = 0.9
     weight_decay: float = 1e-4
+    ema: float = 0.0  # decay of the generator weights' moving average (the model validated and saved); 0: off
     ignore_index: Optional[int] = None
     # Class imbalance: "auto" (smoothed inverse frequency of the train masks), explicit weights, or None.
     class_weights: Optional[Any] = None

@@ -41,6 +41,7 @@ def train(
     depth: int = typer.Option(_M.depth, help="U-Net depth (number of downsamplings)."),
     lr_g: float = typer.Option(_T.lr_g, "--lr", "--lr-g", help="Generator learning rate."),
     lr_d: float = typer.Option(_T.lr_d, help="Discriminator learning rate."),
+    ema: float = typer.Option(_T.ema, help="Decay of the moving average of the generator's weights, which is what is validated and saved (0: off)."),
     ignore_index: Optional[int] = typer.Option(None, help="Mask value that counts in neither loss nor metrics (default 255 for multi-class data)."),
     class_weights: Optional[str] = typer.Option(None, help="Class imbalance: auto (smoothed inverse frequency of the train masks) or one weight per class, e.g. 1,4,2."),
     loss: str = typer.Option(_T.loss, help="Segmentation loss besides Dice: ce (CE/BCE) | focal."),

@@ -139,6 +139,8 @@ def train_one_epoch(run: Run, epoch: int, cb: Callbacks) -> EpochResult:
         losses = train_step(run.gen_t, run.disc_t if gan_now else None, run.opt_g, run.opt_d, image, labels,
                             run.settings, adv_w, run.precision.autocast, run.scalers, unlabeled,
                             unl.settings if unl is not None else None)
+        if run.ema is not None:
+            run.ema.update(run.gen)
         for k, v in losses.items():
             sums[k] = sums.get(k, 0.0) + v
             counts[k] = counts.get(k, 0) + 1
@@ -163,6 +165,7 @@ def validate(gen: torch.nn.Module, loader: DataLoader, num_classes: int, device:
     `reduce` sums the confusion matrix over processes that each validated a part of the set.
     """
     output: OutputSpec = gen.output
+    was_training = gen.training
     gen.eval()
     cm = ConfusionMatrix(num_classes)
     samples: list = []
@@ -175,7 +178,7 @@ def validate(gen: torch.nn.Module, loader: DataLoader, num_classes: int, device:
             samples.append((i, labels[i].numpy().astype(np.uint8), pred[i].cpu().numpy().astype(np.uint8)))
         if limit and len(samples) >= keep:
             break
-    gen.train()
+    gen.train(was_training)
     if reduce is not None:
         cm.mat = reduce(cm.mat)
     return cm.compute(), samples
@@ -185,8 +188,8 @@ def validate_run(run: Run) -> dict[str, Any]:
     """Validate the run's generator (all processes' parts together); remembers what it cost, and
     the first few images' masks for the run's plot of validation samples."""
     t_val = time.monotonic()
-    run.ctx.average_buffers(run.gen)
-    metrics, kept = validate(run.gen, run.val_dl, run.info.num_classes, run.device, run.precision, keep=SAMPLES,
+    run.ctx.average_buffers(run.model)
+    metrics, kept = validate(run.model, run.val_dl, run.info.num_classes, run.device, run.precision, keep=SAMPLES,
                              reduce=run.ctx.sum_array)
     run.clock.val_cost, run.since_val = run.ctx.agree(time.monotonic() - t_val), 0.0
     order = [i for batch in run.val_dl.batch_sampler for i in batch]
@@ -217,7 +220,8 @@ def save_epoch(run: Run, epoch: int, metrics: dict[str, Any], improved: bool, fi
         if improved:
             ckpt.save(run.weights / "best.pt")
         run.last = ckpt.replace(opt_g=run.opt_g.state_dict(), opt_d=run.opt_d.state_dict() if run.opt_d else None,
-                                finished=finished)
+                                finished=finished, train_generator=run.gen.state_dict() if run.ema else None,
+                                ema_updates=run.ema.updates if run.ema else 0)
         run.last.save(run.weights / "last.pt")
         atomic_write_bytes(run.run_dir / "metrics.csv", csv_text(run.history).encode())
         run.guard.saved_epoch = epoch

@@ -59,12 +59,13 @@ def resolve(cfg: TrainConfig, mcfg: ModelConfig, info: DataInfo, train_sizes: Se
     return Resolved(train, replace(mcfg, encoder=resolve_encoder(mcfg)), data)
 
 
-def _number(name: str, value: Any, low: float, high: float = math.inf, low_open: bool = False) -> None:
+def _number(name: str, value: Any, low: float, high: float = math.inf, low_open: bool = False,
+            high_open: bool = False) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if low_open else value >= low) and value <= high
+    ok = ok and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
     if not ok:
         bound = f"> {low:g}" if low_open else f">= {low:g}"
-        rng = f"{bound}" + (f" and <= {high:g}" if math.isfinite(high) else "")
+        rng = f"{bound}" + (f" and {'<' if high_open else '<='} {high:g}" if math.isfinite(high) else "")
         raise UserError(f"--{name.replace('_', '-')} {value}: must be a number {rng}")
 
 
@@ -92,6 +93,7 @@ def check_options(cfg: TrainConfig, mcfg: ModelConfig) -> None:
     _number("lr_d", cfg.lr_d, 0, 10, low_open=True)
     _number("adv_weight", cfg.adv_weight, 0)
     _number("weight_decay", cfg.weight_decay, 0)
+    _number("ema", cfg.ema, 0, 1, high_open=True)
     _number("label_smoothing", cfg.label_smoothing, 0, 0.5)
     _number("onehot_tau", cfg.onehot_tau, 0, 1, low_open=True)
     if cfg.ignore_index is not None:

@@ -25,6 +25,7 @@ from segcli.models import build_discriminator, build_generator
 from segcli.runs import new_run_dir, parse_duration
 from segcli.errors import UserError
 from segcli.train import distributed, safety
+from segcli.train.ema import ModelEMA, build_ema
 from segcli.train.gan import StepSettings
 from segcli.train.loaders import build_loaders, load_datasets
 from segcli.train.resolve import check_options, resolve
@@ -74,6 +75,7 @@ class Run:
     train_dl: DataLoader
     val_dl: DataLoader
     unlabeled: Optional[UnlabeledSet]
+    ema: Optional[ModelEMA]
     run_dir: Path
     data_summary: dict[str, Any]
     start_epoch: int = 0
@@ -92,12 +94,17 @@ class Run:
     def weights(self) -> Path:
         return self.run_dir / "weights"
 
+    @property
+    def model(self) -> torch.nn.Module:
+        """The generator users get: the weights' moving average with --ema, else the weights."""
+        return self.ema.module if self.ema is not None else self.gen
+
     def checkpoint(self, epoch: int, metrics: dict[str, float]) -> Checkpoint:
-        """This epoch's best.pt (last.pt adds the optimizer states)."""
+        """This epoch's best.pt (last.pt adds the optimizer states and the raw weights)."""
         t = self.tracker
         return Checkpoint(
             train=self.cfg, model=self.mcfg, data=self.info, output=self.gen.output,
-            generator=self.gen.state_dict(), discriminator=self.disc.state_dict() if self.disc is not None else None,
+            generator=self.model.state_dict(), discriminator=self.disc.state_dict() if self.disc is not None else None,
             epoch=epoch, best_fitness=t.best_fitness, best_epoch=t.best_epoch, bad_epochs=t.bad_epochs,
             history=list(self.history), metrics={"mIoU": metrics["mIoU"], "mDice": metrics["mDice"]},
             elapsed=self.clock.elapsed(), data_summary=self.data_summary,
@@ -145,8 +152,8 @@ def setup(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, resume:
     else:  # rank 0 picks the folder (exp, exp2, ...) and tells the others
         run_dir = ctx.share(new_run_dir(cfg.project, cfg.name, cfg.exist_ok) if ctx.main else None)
     run = Run(cfg, mcfg, info, ctx, guard, precision, clock, gen, disc, gen, disc, opt_g, opt_d,
-              (precision.scaler(), precision.scaler()), settings, train_dl, val_dl, unlabeled, run_dir, summary,
-              tracker=BestTracker(cfg.patience))
+              (precision.scaler(), precision.scaler()), settings, train_dl, val_dl, unlabeled, build_ema(gen, cfg.ema),
+              run_dir, summary, tracker=BestTracker(cfg.patience))
     if resume is not None:
         _restore(run, resume)
     guard.run_dir, guard.saved_epoch = run_dir, run.start_epoch
@@ -173,8 +180,10 @@ def _models(cfg: TrainConfig, mcfg: ModelConfig, info: DataInfo, ctx: distribute
 
 
 def _restore(run: Run, ckpt: Checkpoint) -> None:
-    """Weights, optimizer states, history and the best-so-far from a last.pt."""
-    run.gen.load_state_dict(ckpt.generator)
+    """Weights (and their average), optimizer states, history and the best-so-far from a last.pt."""
+    run.gen.load_state_dict(ckpt.train_generator if ckpt.train_generator is not None else ckpt.generator)
+    if run.ema is not None:
+        run.ema.load(ckpt.generator, ckpt.ema_updates)
     if run.disc is not None and ckpt.discriminator is not None:
         run.disc.load_state_dict(ckpt.discriminator)
     run.opt_g.load_state_dict(ckpt.opt_g)

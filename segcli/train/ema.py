@@ -1,0 +1,59 @@
+"""An exponential moving average of the generator's weights (Polyak averaging, as Mean Teacher,
+timm's ModelEmaV2 and Ultralytics keep one).
+
+The average, not the last step's weights, is what a run validates and saves as the model users
+get; the raw weights keep training (and are saved in last.pt so that --resume continues them).
+The decay ramps up from 0 so that the average follows the fast early changes instead of
+dragging the random initial weights along: d_n = decay * (1 - exp(-n / warmup)).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+StateDict = dict[str, Any]
+
+
+class ModelEMA:
+    """The average model (`module`, in eval mode, never trained directly) and its update count."""
+
+    def __init__(self, model: nn.Module, decay: float, warmup: float = 50.0) -> None:
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        self.decay, self.warmup, self.updates = decay, warmup, 0
+        # floating-point tensors are averaged; integer buffers (BatchNorm's batch count) copied
+        self._avg = [t for t in self.module.state_dict().values() if t.is_floating_point()]
+        self._int = [t for t in self.module.state_dict().values() if not t.is_floating_point()]
+
+    def current_decay(self) -> float:
+        return self.decay * (1.0 - math.exp(-self.updates / self.warmup))
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Move the average towards `model`'s weights and buffers (call after each optimizer step)."""
+        self.updates += 1
+        d = self.current_decay()
+        values = model.state_dict().values()
+        src_avg = [t for t in values if t.is_floating_point()]
+        src_int = [t for t in values if not t.is_floating_point()]
+        torch._foreach_lerp_(self._avg, src_avg, 1.0 - d)
+        for dst, src in zip(self._int, src_int):
+            dst.copy_(src)
+
+    def state(self) -> tuple[StateDict, int]:
+        return self.module.state_dict(), self.updates
+
+    def load(self, state: StateDict, updates: int) -> None:
+        self.module.load_state_dict(state)
+        self.updates = int(updates)
+
+
+def build_ema(model: nn.Module, decay: float) -> Optional[ModelEMA]:
+    """The EMA for `--ema DECAY` (0: none; the raw weights are then the model)."""
+    return ModelEMA(model, decay) if decay > 0 else None
