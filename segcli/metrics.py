@@ -1,4 +1,5 @@
-"""Segmentation metrics from an accumulated confusion matrix (update / compute)."""
+"""Segmentation metrics from an accumulated confusion matrix (update / compute), each image's own
+score, and how far a quality estimate can be trusted (rank correlation, risk-coverage, AUROC)."""
 
 from __future__ import annotations
 
@@ -66,3 +67,55 @@ class ConfusionMatrix:
             "pixel_accuracy": float(tp.sum() / total) if total > 0 else math.nan,
             "per_class": per_class,
         }
+
+
+def image_quality(pred: np.ndarray, target: np.ndarray, num_classes: int, binary: bool) -> tuple[float, float]:
+    """(quality, pixel accuracy) of one predicted mask: its mIoU over the classes present in truth or
+    prediction; for a binary model the Dice of the foreground (1.0 when neither holds any)."""
+    cm = ConfusionMatrix(num_classes)
+    cm.update(pred, target)
+    m = cm.mat.astype(np.float64)
+    total = m.sum()
+    acc = float(np.trace(m) / total) if total else float("nan")
+    if binary:
+        tp, fg = m[1, 1], m[1].sum() + m[:, 1].sum()
+        return (float(2 * tp / fg) if fg else 1.0), acc
+    return float(cm.compute()["mIoU"]), acc
+
+
+def ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n, ties sharing their mean rank."""
+    x = np.asarray(x, np.float64)
+    order = np.argsort(x, kind="mergesort")
+    r = np.empty(len(x), np.float64)
+    r[order] = np.arange(1, len(x) + 1)
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=r)
+    return sums[inverse] / counts[inverse]
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation (Pearson's on tie-averaged ranks); NaN if either is constant."""
+    ra, rb = ranks(a), ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    den = math.sqrt(float((ra * ra).sum() * (rb * rb).sum()))
+    return float((ra * rb).sum() / den) if den > 0 else float("nan")
+
+
+def aurc(confidence: np.ndarray, risk: np.ndarray) -> float:
+    """Area under the risk-coverage curve: keep the most confident k of n images (k = 1..n) and
+    average their risk; the mean over k. Lower is better; a perfect ranking gives the minimum."""
+    order = np.argsort(-np.asarray(confidence, np.float64), kind="mergesort")
+    r = np.asarray(risk, np.float64)[order]
+    return float(np.mean(np.cumsum(r) / np.arange(1, len(r) + 1)))
+
+
+def auroc(scores: np.ndarray, positives: np.ndarray) -> float:
+    """Area under the ROC curve of `scores` separating `positives` (Mann-Whitney U, ties counted
+    half); NaN without both classes."""
+    scores, positives = np.asarray(scores, np.float64).ravel(), np.asarray(positives, bool).ravel()
+    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
+    if not n_pos or not n_neg:
+        return float("nan")
+    r = ranks(scores)
+    return float((r[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
