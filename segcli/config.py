@@ -99,6 +99,7 @@ class TrainConfig:
     cache: bool = True
     augment: bool = False  # crops + flips: better within budgets of ~25-100 epochs (docs/benchmarks.md)
     orientation_free: Optional[bool] = None  # None: from the data (gray images have no 'up')
+    logger: str = "auto"  # auto (tensorboard when installed) | tensorboard | mlflow | none (segcli.train.loggers)
     project: str = "runs/train"
     name: str = "exp"
     exist_ok: bool = False

@@ -98,24 +98,37 @@ def plot_curves(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def save_samples(samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]], binary: bool, path: Path) -> None:
-    """One row per sample: image | truth | prediction, each scaled to a common height."""
+def sample_grid(samples: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], binary: bool,
+                colors: Optional[Sequence[Sequence[int]]] = None) -> Optional[np.ndarray]:
+    """One row per sample: image | truth | prediction, each scaled to a common height (HxWx3 uint8);
+    None without samples. The run's val_samples.png, and the image loggers record."""
     from PIL import Image
 
     rows = []
     height = 256
     for image, truth, pred in samples:
-        tiles = [to_display(image), colorize(truth, binary), colorize(pred, binary)]
+        tiles = [to_display(image), colorize(truth, binary, colors), colorize(pred, binary, colors)]
         scale = height / image.shape[0]
         width = max(1, round(image.shape[1] * scale))
         tiles = [np.asarray(Image.fromarray(t).resize((width, height), Image.NEAREST)) for t in tiles]
         rows.append(np.concatenate(tiles, axis=1))
     if not rows:
-        return
+        return None
     w = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 4), (0, w - r.shape[1]), (0, 0))) for r in rows]
+    return np.concatenate(rows, axis=0)
+
+
+def save_samples(samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]], binary: bool, path: Path,
+                 colors: Optional[Sequence[Sequence[int]]] = None) -> None:
+    """plots/val_samples.png: sample_grid as a file."""
+    from PIL import Image
+
+    grid = sample_grid(samples, binary, colors)
+    if grid is None:
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+    Image.fromarray(grid).save(path)
 
 
 def plot_confusion(matrix: np.ndarray, names: list[str], path: Path) -> None:

@@ -20,6 +20,7 @@ from segcli.config import GAN_MODES, PRECISIONS, SEG_LOSSES, DataInfo, ModelConf
 from segcli.data.balance import suggest_img_size
 from segcli.errors import UserError
 from segcli.models import DISCRIMINATORS, ENCODERS, lookup, resolve_encoder
+from segcli.train.loggers import resolve_logger
 
 # Widest U-Net stage allowed: base_channels * 2**depth. 4096 is far beyond useful and still fits
 # in memory; without a cap a typo like --depth 12 allocates tens of GB before saying anything.
@@ -54,6 +55,7 @@ def resolve(cfg: TrainConfig, mcfg: ModelConfig, info: DataInfo, train_sizes: Se
         workers=workers,
         # single-channel data (microscopy, medical) has no 'up'; photos do
         orientation_free=info.in_channels == 1 if cfg.orientation_free is None else cfg.orientation_free,
+        logger=resolve_logger(cfg.logger),
     )
     data = info if stats is None else replace(info, mean=list(stats[0]), std=list(stats[1]))
     return Resolved(train, replace(mcfg, encoder=resolve_encoder(mcfg)), data)
@@ -96,6 +98,7 @@ def check_options(cfg: TrainConfig, mcfg: ModelConfig) -> None:
     _number("onehot_tau", cfg.onehot_tau, 0, 1, low_open=True)
     if cfg.ignore_index is not None:
         _number("ignore_index", cfg.ignore_index, 0, 65535)
+    resolve_logger(cfg.logger)  # an unknown name, or a logger whose package is missing: exit 2 now
     _check_model(mcfg)
     if cfg.unlabeled and not Path(cfg.unlabeled).is_dir():
         raise UserError(f"--unlabeled {cfg.unlabeled}: folder not found; pass a folder of images without masks")
