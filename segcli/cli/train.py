@@ -18,7 +18,7 @@ _M = ModelConfig()
 @app.command()
 def train(
     ctx: typer.Context,
-    data: Optional[str] = typer.Argument(None, help="Dataset folder (images/+masks/, or train/+val/). With --resume: a checkpoint or run folder.", show_default=False),
+    data: Optional[str] = typer.Argument(None, help="Dataset folder (images/+masks/, train/+val/, or a COCO, VOC or Cityscapes folder). With --resume: a checkpoint or run folder.", show_default=False),
     epochs: Optional[int] = typer.Option(None, help="Maximum number of epochs (default 50; with --time, as many as the budget allows).", show_default=False),
     time: Optional[str] = typer.Option(None, help="Wall-clock budget (90s, 6m, 2h); the LR schedule fits it."),
     batch_size: int = typer.Option(_T.batch_size, "--batch-size", "-b", help="Images per step (0 = from the patch size; under torchrun: the global batch, split over the processes)."),

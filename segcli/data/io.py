@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
+from typing import Protocol, Union, runtime_checkable
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -15,6 +17,26 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 IGNORE = 255
 
 Image.MAX_IMAGE_PIXELS = None  # large microscopy / aerial images are legitimate input
+
+
+@runtime_checkable
+class MaskSource(Protocol):
+    """A mask that is not a class-index image file as it stands: a COCO image's polygons, a
+    Cityscapes labelIds file that needs its id mapping, a colour-coded VOC mask.
+
+    Formats hand these to the rest of segcli in place of a path, so that scanning, checking,
+    training, evaluation and conversion all decode a mask the same way, through `read_mask`.
+    `str()` names it in error messages; `path` is the file it comes from.
+    """
+
+    path: Path
+
+    def read(self) -> np.ndarray:
+        """HxW integer class values (255 = ignore), as `read_mask` returns for a file."""
+        ...
+
+
+MaskRef = Union[Path, MaskSource]
 
 
 def is_image_file(path: Path) -> bool:
@@ -54,6 +76,12 @@ def image_size(path: Path) -> tuple[int, int]:
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
+def image_mode(path: Path) -> str:
+    """What `segcli check` lists as an image's mode (L, RGB, I;16, ...)."""
+    with Image.open(path) as im:
+        return im.mode
+
+
 def read_image(path: Path) -> np.ndarray:
     """An image as HxWxC uint8 or uint16, C in {1, 3}; alpha dropped, palette expanded."""
     im = _open(path, "image")
@@ -76,8 +104,16 @@ def read_image(path: Path) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def read_mask(path: Path) -> np.ndarray:
-    """A mask as HxW integer class values, exactly as stored (no mapping yet)."""
+def read_mask(path: MaskRef) -> np.ndarray:
+    """A mask as HxW integer class values, exactly as stored (no mapping yet); a format's
+    MaskSource decodes itself."""
+    if not isinstance(path, (str, os.PathLike)):
+        return path.read()
+    return read_mask_file(Path(path))
+
+
+def read_mask_file(path: Path) -> np.ndarray:
+    """A class-index image file (grayscale, palette, 16-bit) as HxW integer values."""
     im = _open(path, "mask")
     if im.mode == "1":
         return np.asarray(im, dtype=np.uint8) * 255

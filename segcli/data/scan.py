@@ -15,8 +15,8 @@ import numpy as np
 from PIL import Image
 
 from segcli.config import DataInfo
-from segcli.data.discovery import Sample
 from segcli.data.io import IGNORE, image_size, read_mask
+from segcli.data.samples import Sample
 from segcli.errors import DataError
 
 _GRAY_MODES = {"1", "L", "LA", "I", "F", "I;16", "I;16B", "I;16L", "I;16N"}
