@@ -59,11 +59,12 @@ def _print_report(report: Any) -> None:
     o.print(f"[bold]{report.data}[/]: {source}{report.layout} layout, {splits or 'no'} images")
     if im.get("count"):
         sizes = ", ".join(f"{s} ({n})" for s, n in im["common_sizes"].items())
-        chans = ", ".join(f"{n} {k}" for k, n in im["channels"].items())
+        chans = ", ".join(f"{n} {k}" if k in ("gray", "colour") else f"{n} of {k}" for k, n in im["channels"].items())
         modes = ", ".join(f"{k} ({n})" for k, n in im["modes"].items())
         o.print(f"images: {im['distinct_sizes']} distinct size(s), smallest {im['min_size'][0]}x{im['min_size'][1]}, "
                 f"largest {im['max_size'][0]}x{im['max_size'][1]}; most common {sizes}")
-        o.print(f"channels: {chans} (modes {modes}) -> a {im['in_channels']}-channel model")
+        model = f"a {im['in_channels']}-channel model" if im["in_channels"] else "no model (mixed band counts)"
+        o.print(f"channels: {chans} (modes {modes}) -> {model}")
     if report.classes:
         kind = "binary (0/255 masks)" if report.binary else f"{report.num_classes} classes"
         ignore = ""

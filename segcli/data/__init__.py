@@ -13,7 +13,7 @@ from typing import Optional
 from segcli.config import DataInfo
 from segcli.data.discovery import Sample, Splits, discover, eval_samples, list_images
 from segcli.data.io import IGNORE, read_image, read_mask
-from segcli.data.scan import MaskStats, class_pixel_counts, infer_info, scan_samples
+from segcli.data.scan import MaskStats, class_pixel_counts, infer_info, input_channels, scan_samples
 from segcli.errors import DataError
 
 
@@ -38,7 +38,7 @@ def prepare(data: str, val_split: float, seed: int, ignore_index: Optional[int])
     stats = scan_samples(splits.val, train_stats)
     val_sizes = stats.sizes[len(train_sizes) :]
     info = replace(infer_info(stats, splits.classes, ignore_index, splits.classes_file),
-                   in_channels=1 if stats.channels == {1} else 3, colors=splits.colors)
+                   in_channels=input_channels(stats), colors=splits.colors)
     return Prepared(splits, info, stats, train_sizes, val_sizes, train_pixels)
 
 

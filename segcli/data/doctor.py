@@ -18,7 +18,7 @@ from segcli.config import DataInfo
 from segcli.data import formats
 from segcli.data.balance import auto_class_weights, suggest_img_size
 from segcli.data.discovery import NO_LAYOUT, Sample, discover, list_images, read_classes, split_seeded
-from segcli.data.scan import MaskStats, class_pixel_counts, infer_info, scan_samples
+from segcli.data.scan import MaskStats, class_pixel_counts, infer_info, input_channels, scan_samples
 from segcli.data.io import image_mode
 from segcli.errors import DataError
 
@@ -157,6 +157,8 @@ def _merge(items: list[_Scanned]) -> MaskStats:
             total.images[v] = total.images.get(v, 0) + 1
             total.files_with.setdefault(v, it.sample.mask)
         total.channels |= it.stats.channels
+        for k, f in it.stats.channel_files.items():
+            total.channel_files.setdefault(k, f)
         total.sizes += it.stats.sizes
     return total
 
@@ -189,13 +191,21 @@ def _image_summary(items: list[_Scanned]) -> dict[str, Any]:
         return {"count": 0}
     by_area = sorted(sizes, key=lambda s: s[0] * s[1])
     common = Counter(f"{w}x{h}" for w, h in sizes).most_common(3)
-    channels = Counter("gray" if it.stats.channels == {1} else "colour" for it in items)
+    channels = Counter(_kind(next(iter(it.stats.channels))) for it in items)
+    try:
+        in_channels = input_channels(_merge(items))
+    except DataError:
+        in_channels = None  # mixed band counts: reported as a problem by check_dataset
     return {
         "count": len(sizes), "min_size": list(by_area[0]), "max_size": list(by_area[-1]),
         "median_short_side": int(np.median([min(s) for s in sizes])), "distinct_sizes": len(set(sizes)),
         "common_sizes": dict(common), "channels": dict(channels), "modes": dict(Counter(it.mode for it in items)),
-        "in_channels": 1 if channels.keys() == {"gray"} else 3,
+        "in_channels": in_channels,
     }
+
+
+def _kind(bands: int) -> str:
+    return "gray" if bands == 1 else "colour" if bands == 3 else f"{bands} bands"
 
 
 def _class_table(info: DataInfo, items: list[_Scanned], train_items: list[_Scanned]) -> list[dict[str, Any]]:
@@ -238,7 +248,7 @@ def _advise(report: CheckReport, info: DataInfo, items: list[_Scanned], train_it
             warn.append(f"small objects: {r['name']} covers on average {r['mean_area']:.2%} of the images it "
                         "appears in; train with a large --img-size and consider --loss focal")
     chans = report.images.get("channels", {})
-    if len(chans) > 1:
+    if len(chans) > 1 and set(chans) <= {"gray", "colour"}:
         warn.append(f"mixed gray ({chans.get('gray')}) and colour ({chans.get('colour')}) images: "
                     "the model takes 3 channels and gray images are repeated")
     if 0 < len(train_items) < 8:
@@ -320,6 +330,11 @@ def _summarise(report: CheckReport, used: list[_Scanned], scanned: list[_Scanned
     merged = _merge(used)
     info = _infer(merged, used, classes, ignore_index, classes_file, report.problems)
     report.binary, report.num_classes, report.ignore_index = info.binary, info.num_classes, info.ignore_index
+    try:
+        input_channels(merged)
+    except DataError as e:
+        file, msg = _error_file(e, Path(report.data))
+        report.problems.append(Problem(msg, [file]))
     report.images = _image_summary(scanned)
     report.images["ignored_share"] = merged.pixels.get(info.ignore_index, 0) / max(sum(merged.pixels.values()), 1)
     train_items = [it for it in used if it.split == "train"]

@@ -81,7 +81,7 @@ def flat_params(config: dict[str, Any]) -> dict[str, Any]:
 def _grid(info: Any, samples: Any) -> Any:
     from segcli.visualize import sample_grid
 
-    return sample_grid(samples, info.binary, info.colors)
+    return sample_grid(samples, info.binary, info.colors, info.bands)
 
 
 class TensorBoardLogger(Callbacks):

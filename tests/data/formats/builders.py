@@ -1,4 +1,4 @@
-"""Tiny COCO / VOC / Cityscapes datasets written in code, each with the masks segcli
+"""Tiny COCO / VOC / Cityscapes / multi-band datasets written in code, each with the masks segcli
 must derive from it, drawn by hand (rectangles in numpy, not through segcli or a rasteriser).
 
 COCO polygons are rectangles with corners on pixel corners: the polygon (x0, y0)-(x1, y1) covers
@@ -194,3 +194,25 @@ def make_cityscapes(root: Path) -> dict[str, np.ndarray]:
             Image.fromarray(arr).save(folder / name)
         expected[f"{stem}_leftImg8bit.png"] = train
     return expected
+
+
+def make_multiband(root: Path, bands: int = 6, count: int = 6, size: int = 32, layout: str = "chw") -> Path:
+    """uint16 TIFF stacks (bands x size x size, saved as tifffile writes a CxHxW array) with binary
+    0/255 masks; the foreground is bright in band 5 (a 'near infrared') and faint elsewhere."""
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(count):
+        mask = np.zeros((size, size), np.uint8)
+        y, x = rng.integers(4, size // 2, 2)
+        mask[y:y + size // 3, x:x + size // 3] = 255
+        stack = rng.integers(800, 1200, (bands, size, size)).astype(np.uint16)
+        stack[min(4, bands - 1)][mask > 0] = 9000
+        stack[0][mask > 0] += 300
+        arr = stack if layout == "chw" else stack.transpose(1, 2, 0)
+        kw = {} if layout == "chw" else {"photometric": "minisblack", "planarconfig": "contig"}
+        tifffile.imwrite(root / "images" / f"tile{i:02d}.tif", arr, **kw)
+        Image.fromarray(mask).save(root / "masks" / f"tile{i:02d}.png")
+    return root
