@@ -9,8 +9,8 @@ MLflow also keeps the best checkpoint, metrics.csv, config.yaml and the plots as
 PyTorch Lightning and Ultralytics do: its event files go into the run folder beside
 metrics.csv, so nothing appears anywhere new and `tensorboard --logdir runs/train` shows every
 run. MLflow is used only when asked for, because it writes outside the run folder (its
-default local store in the working folder: ./mlruns, plus ./mlflow.db since MLflow 3, or
-MLFLOW_TRACKING_URI). The engine calls callbacks on the main process only, and the loggers are
+default local store in the working folder: ./mlruns, plus ./mlflow.db where MLflow defaults
+to SQLite; or MLFLOW_TRACKING_URI). The engine calls callbacks on the main process only, and the loggers are
 built on rank 0 only, so under torchrun one process logs.
 """
 
