@@ -32,13 +32,20 @@ def _from_pil(im: Any) -> np.ndarray:
     return np.asarray(im.convert("RGB"))
 
 
-def _from_array(a: np.ndarray) -> np.ndarray:
-    """HxW or HxWxC (C = 1, 3 or 4) as uint8/uint16; floats are taken as 0..1 and kept at 16 bits."""
+def _from_array(a: np.ndarray, channels: Optional[int] = None) -> np.ndarray:
+    """HxW or HxWxC as segcli decodes files. Gray / RGB (/ RGBA, alpha dropped unless the model takes
+    4 bands): uint8/uint16, floats taken as 0..1 and kept at 16 bits. Other band counts are taken as a
+    TIFF stack is: uint8/uint16 as they are, anything else float32 as stored."""
     a = np.asarray(a)
-    if a.ndim == 3 and a.shape[2] == 4:
+    if a.ndim == 3 and a.shape[2] == 4 and channels != 4:
         a = a[:, :, :3]
-    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3)):
-        raise UserError(f"image array of shape {a.shape}: expected HxW or HxWxC with C = 1, 3 or 4")
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] < 1):
+        raise UserError(f"image array of shape {a.shape}: expected HxW or HxWxC")
+    if a.ndim == 3 and a.shape[2] not in (1, 3):
+        out = a if a.dtype in (np.uint8, np.uint16) else a.astype(np.float32)
+        if out.dtype == np.float32 and not np.isfinite(out).all():
+            raise UserError("image array holds NaN or infinite values")
+        return np.ascontiguousarray(out)
     if a.dtype == bool:
         a = a.astype(np.uint8) * 255
     elif np.issubdtype(a.dtype, np.floating):
@@ -50,14 +57,15 @@ def _from_array(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a[:, :, None] if a.ndim == 2 else a)
 
 
-def to_image_array(image: ImageLike) -> np.ndarray:
-    """A path, PIL image or ndarray as the HxWxC array segcli's predictor takes."""
+def to_image_array(image: ImageLike, channels: Optional[int] = None) -> np.ndarray:
+    """A path, PIL image or ndarray as the HxWxC array segcli's predictor takes (`channels`: the
+    model's input bands, when known)."""
     if isinstance(image, (str, Path)):
         from segcli.data.io import read_image
 
         return read_image(Path(image))
     if isinstance(image, np.ndarray):
-        return _from_array(image)
+        return _from_array(image, channels)
     if hasattr(image, "mode") and hasattr(image, "convert"):
         return _from_array(_from_pil(image))
     raise UserError(f"cannot read an image from {type(image).__name__}; pass a path, a PIL image or a numpy array")
@@ -95,7 +103,11 @@ class Model:
         """Mask (HxW uint8 class indices, at the image's own size); with probs=True, (mask, KxHxW probabilities)."""
         if isinstance(image, list):
             return [self.predict(im, probs) for im in image]
-        labels, p = self._predictor.predict(to_image_array(image))
+        from segcli.data.io import check_channels
+
+        array = to_image_array(image, self.info.in_channels)
+        where = image if isinstance(image, (str, Path)) else f"image of shape {array.shape}"
+        labels, p = self._predictor.predict(check_channels(array, self.info.in_channels, where))
         if not probs:
             return labels
         if self.binary:  # one foreground channel -> (background, foreground), like the multi-class case

@@ -30,6 +30,9 @@ class DataInfo:
     binary: bool = True
     # RGB per class from classes.txt (`name R G B`); [] = segcli's default palette.
     colors: list[list[int]] = field(default_factory=list)
+    # Bands shown in overlays and plots (1-based; one = gray, three = red, green, blue), from
+    # --bands; [] = the image's own gray / RGB, or bands 1-3 of a multi-band image.
+    bands: list[int] = field(default_factory=list)
 
     @property
     def out_channels(self) -> int:
@@ -100,6 +103,8 @@ class TrainConfig:
     cache: bool = True
     augment: bool = False  # crops + flips: better within budgets of ~25-100 epochs (docs/benchmarks.md)
     orientation_free: Optional[bool] = None  # None: from the data (gray images have no 'up')
+    bands: Optional[str] = None  # --bands 3,2,1: the bands overlays and plots show (stored in DataInfo.bands)
+    logger: str = "auto"  # auto (tensorboard when installed) | tensorboard | mlflow | none (segcli.train.loggers)
     project: str = "runs/train"
     name: str = "exp"
     exist_ok: bool = False

@@ -64,7 +64,8 @@ class TrainProgress:
         kind = "binary" if inf.binary else f"{inf.num_classes} classes"
         resumed = f", resuming after epoch {meta['start_epoch']}" if meta["start_epoch"] else ""
         info(f"[bold]segcli train[/]: {meta['train']} train / {meta['val']} val images, {kind}, "
-             f"{inf.in_channels} channel(s), patch {meta['img_size']}; device {meta['device']}, "
+             f"{inf.in_channels} {'channel(s)' if inf.in_channels in (1, 3) else 'bands'}, patch {meta['img_size']}; "
+             f"device {meta['device']}, "
              f"precision {meta['precision']}{resumed}")
         info(f"run folder: {meta['run_dir']}")
         if self.live:

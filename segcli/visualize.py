@@ -8,6 +8,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from segcli.errors import UserError
+
 _BASE = [
     (0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
     (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128),
@@ -39,36 +41,81 @@ def colorize(labels: np.ndarray, binary: bool, colors: Optional[Sequence[Sequenc
     return palette(colors)[labels]
 
 
+def default_bands(channels: int) -> list[int]:
+    """The bands shown when none are chosen: the image itself (gray or RGB), band 1 of a 2-band
+    image, bands 1-3 of a larger stack."""
+    return [1] if channels < 3 else [1, 2, 3]
+
+
+def parse_bands(text: str, channels: Optional[int] = None) -> list[int]:
+    """`--bands 3,2,1` -> [3, 2, 1]: one band (gray) or three (red, green, blue), numbered from 1
+    as GDAL and QGIS number them; checked against the images' band count when known."""
+    try:
+        bands = [int(t) for t in str(text).replace(" ", "").split(",") if t]
+    except ValueError:
+        bands = []
+    if len(bands) not in (1, 3) or min(bands) < 1:
+        raise UserError(f"--bands {text}: one band (gray) or three (red, green, blue), numbered from 1, "
+                        "e.g. --bands 3,2,1")
+    if channels is not None and max(bands) > channels:
+        raise UserError(f"--bands {text}: the images have {channels} band(s)")
+    return bands
+
+
+class Display:
+    """How an image becomes 8-bit RGB for viewing: the chosen bands, then its value scale.
+
+    Gray and RGB images of 8 or 16 bits are shown as they are (16-bit / 257). Multi-band stacks
+    and float images have no display range of their own: each shown band is stretched between
+    its 2nd and 98th percentile over the whole image (QGIS's default), so every tile or row band
+    of one image is scaled alike.
+    """
+
+    def __init__(self, image: np.ndarray, bands: Sequence[int] = ()) -> None:
+        c = image.shape[2]
+        self.index = [b - 1 for b in (bands or default_bands(c)) if b <= c] or [0]
+        self.stretch = c not in (1, 3) or image.dtype.kind == "f"
+        self.u16 = image.dtype == np.uint16
+        self.lo = self.hi = np.zeros(len(self.index), np.float32)
+        if self.stretch:
+            step = max(1, int((image.shape[0] * image.shape[1] / 250_000) ** 0.5))
+            sample = image[::step, ::step][..., self.index].reshape(-1, len(self.index)).astype(np.float32)
+            self.lo, self.hi = np.percentile(sample, [2, 98], axis=0).astype(np.float32)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """Rows of the image as HxWx3 float32 in 0..255."""
+        x = image if self.index == list(range(image.shape[2])) else image[..., self.index]
+        x = x.astype(np.float32)
+        if self.stretch:
+            x = (x - self.lo) / np.maximum(self.hi - self.lo, 1e-12) * 255.0
+        elif self.u16:
+            x /= 257.0
+        return np.repeat(x, 3, axis=2) if x.shape[2] == 1 else x
+
+
 def overlay(image: np.ndarray, labels: np.ndarray, binary: bool, alpha: float = 0.45,
-            colors: Optional[Sequence[Sequence[int]]] = None, rows: int = 512) -> np.ndarray:
-    """The image (HxWxC uint8/16) with the mask's colours blended over non-background pixels.
+            colors: Optional[Sequence[Sequence[int]]] = None, rows: int = 512,
+            bands: Sequence[int] = ()) -> np.ndarray:
+    """The image (HxWxC) with the mask's colours blended over non-background pixels.
 
     Works through `rows` rows at a time so a huge image needs no full-size float copies.
     """
     pal = palette(colors).astype(np.float32)
     if binary:
         pal[1] = colors[1] if colors and len(colors) > 1 else (255, 40, 40)
+    show = Display(image, bands)
     out = np.empty(labels.shape + (3,), np.uint8)
     for y in range(0, labels.shape[0], rows):
-        img = image[y : y + rows].astype(np.float32)
-        if image.dtype == np.uint16:
-            img /= 257.0
-        if img.shape[2] == 1:
-            img = np.repeat(img, 3, axis=2)
+        img = show(image[y : y + rows])
         lab = labels[y : y + rows]
         blend = (1 - alpha) * img + alpha * pal[lab]
         out[y : y + rows] = np.where((lab > 0)[..., None], blend, img).clip(0, 255).astype(np.uint8)
     return out
 
 
-def to_display(image: np.ndarray) -> np.ndarray:
-    """Any decoded image to HxWx3 uint8 for viewing."""
-    img = image
-    if img.dtype == np.uint16:
-        img = (img / 257).astype(np.uint8)
-    if img.shape[2] == 1:
-        img = np.repeat(img, 3, axis=2)
-    return img
+def to_display(image: np.ndarray, bands: Sequence[int] = ()) -> np.ndarray:
+    """Any decoded image to HxWx3 uint8 for viewing (see Display)."""
+    return Display(image, bands)(image).clip(0, 255).astype(np.uint8)
 
 
 def plot_curves(history: list[dict], path: Path) -> None:
@@ -98,24 +145,37 @@ def plot_curves(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def save_samples(samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]], binary: bool, path: Path) -> None:
-    """One row per sample: image | truth | prediction, each scaled to a common height."""
+def sample_grid(samples: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], binary: bool,
+                colors: Optional[Sequence[Sequence[int]]] = None, bands: Sequence[int] = ()) -> Optional[np.ndarray]:
+    """One row per sample: image | truth | prediction, each scaled to a common height (HxWx3 uint8);
+    None without samples. The run's val_samples.png, and the image loggers record."""
     from PIL import Image
 
     rows = []
     height = 256
     for image, truth, pred in samples:
-        tiles = [to_display(image), colorize(truth, binary), colorize(pred, binary)]
+        tiles = [to_display(image, bands), colorize(truth, binary, colors), colorize(pred, binary, colors)]
         scale = height / image.shape[0]
         width = max(1, round(image.shape[1] * scale))
         tiles = [np.asarray(Image.fromarray(t).resize((width, height), Image.NEAREST)) for t in tiles]
         rows.append(np.concatenate(tiles, axis=1))
     if not rows:
-        return
+        return None
     w = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 4), (0, w - r.shape[1]), (0, 0))) for r in rows]
+    return np.concatenate(rows, axis=0)
+
+
+def save_samples(samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]], binary: bool, path: Path,
+                 colors: Optional[Sequence[Sequence[int]]] = None, bands: Sequence[int] = ()) -> None:
+    """plots/val_samples.png: sample_grid as a file."""
+    from PIL import Image
+
+    grid = sample_grid(samples, binary, colors, bands)
+    if grid is None:
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+    Image.fromarray(grid).save(path)
 
 
 def plot_confusion(matrix: np.ndarray, names: list[str], path: Path) -> None:

@@ -13,6 +13,7 @@ from segcli.cli.app import app
 DEBUG = False
 
 from segcli.cli import check as _check  # noqa: E402,F401  (registers commands)
+from segcli.cli import convert as _convert  # noqa: E402
 from segcli.cli import evaluate as _evaluate  # noqa: E402
 from segcli.cli import export as _export  # noqa: E402
 from segcli.cli import info as _info  # noqa: E402

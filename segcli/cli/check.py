@@ -14,7 +14,7 @@ from segcli.cli.common import apply_config, apply_quiet, config_option, quiet_op
 @app.command()
 def check(
     ctx: typer.Context,
-    data: Optional[str] = typer.Argument(None, metavar="DATA", help="Dataset folder (images/+masks/, or train/+val/).", show_default=False),
+    data: Optional[str] = typer.Argument(None, metavar="DATA", help="Dataset folder (images/+masks/, train/+val/, or a COCO, VOC or Cityscapes folder).", show_default=False),
     val_split: float = typer.Option(0.2, help="Validation share of a flat images/+masks/ dataset (as train)."),
     seed: int = typer.Option(0, help="Seed of the validation split (as train)."),
     ignore_index: Optional[int] = typer.Option(None, help="Mask value that marks void pixels (default 255 for multi-class data)."),
@@ -48,20 +48,23 @@ def _print_report(report: Any) -> None:
 
     from segcli import console
     from segcli.console import fmt, out
+    from segcli.data.formats import NAMES
 
     if console.QUIET:
         return
     o = out()
     splits = ", ".join(f"{n} {k}" for k, n in report.splits.items())
     im = report.images
-    o.print(f"[bold]{report.data}[/]: {report.layout} layout, {splits or 'no'} images")
+    source = "" if report.format == "plain" else f"{NAMES[report.format]} format, "
+    o.print(f"[bold]{report.data}[/]: {source}{report.layout} layout, {splits or 'no'} images")
     if im.get("count"):
         sizes = ", ".join(f"{s} ({n})" for s, n in im["common_sizes"].items())
-        chans = ", ".join(f"{n} {k}" for k, n in im["channels"].items())
+        chans = ", ".join(f"{n} {k}" if k in ("gray", "colour") else f"{n} of {k}" for k, n in im["channels"].items())
         modes = ", ".join(f"{k} ({n})" for k, n in im["modes"].items())
         o.print(f"images: {im['distinct_sizes']} distinct size(s), smallest {im['min_size'][0]}x{im['min_size'][1]}, "
                 f"largest {im['max_size'][0]}x{im['max_size'][1]}; most common {sizes}")
-        o.print(f"channels: {chans} (modes {modes}) -> a {im['in_channels']}-channel model")
+        model = f"a {im['in_channels']}-channel model" if im["in_channels"] else "no model (mixed band counts)"
+        o.print(f"channels: {chans} (modes {modes}) -> {model}")
     if report.classes:
         kind = "binary (0/255 masks)" if report.binary else f"{report.num_classes} classes"
         ignore = ""

@@ -16,7 +16,7 @@ from segcli.cli import options as opt
 @app.command()
 @configurable
 def evaluate(
-    data: str = typer.Argument(..., help="Folder with images/+masks/, or a split dataset (test/, else val/)."),
+    data: str = typer.Argument(..., help="Folder with images/+masks/, a split dataset (test/, else val/), or a COCO, VOC or Cityscapes folder."),
     model: Optional[str] = opt.MODEL,
     ignore_index: Optional[int] = typer.Option(None, help="Mask value to ignore (default: the model's)."),
     save_dir: Optional[str] = typer.Option(None, "--save-dir", help="Write the predicted masks (masks/), confusion_matrix.png and metrics.json here."),

@@ -32,6 +32,15 @@ def info(
     _print(result)
 
 
+def _channels(r: dict[str, Any]) -> str:
+    """'3 channel(s)', or for a multi-band model '6 bands (shown: 3,2,1)'."""
+    c = r["in_channels"]
+    if c in (1, 3):
+        return f"{c} channel(s)"
+    shown = r.get("display_bands") or []
+    return f"{c} bands" + (f" (shown: {','.join(str(b) for b in shown)})" if shown else "")
+
+
 def _print(r: dict[str, Any]) -> None:
     from segcli.console import fmt, out, summary_table
 
@@ -41,7 +50,7 @@ def _print(r: dict[str, Any]) -> None:
         ("file", f"{r['path']} ({r['kind']}, segcli {r.get('segcli_version') or '?'})"),
         ("task", f"{r['task']}, {r['num_classes']} classes" + (f", ignore index {r['ignore_index']}" if r["ignore_index"] is not None else "")),
         ("classes", ", ".join(f"{i}={n}" for i, n in enumerate(r["classes"]))),
-        ("input", f"{r['in_channels']} channel(s); mean {', '.join(fmt(v, 3) for v in norm['mean'])}; "
+        ("input", f"{_channels(r)}; mean {', '.join(fmt(v, 3) for v in norm['mean'])}; "
                   f"std {', '.join(fmt(v, 3) for v in norm['std'])}"),
         ("architecture", ", ".join(f"{k} {v}" for k, v in arch.items() if v is not None and not k.endswith("parameters"))),
     ]

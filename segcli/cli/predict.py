@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -20,6 +21,7 @@ def predict(
     model: Optional[str] = opt.MODEL,
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Mask file (one input) or folder; default runs/predict/NAME."),
     overlay: bool = typer.Option(False, "--overlay", help="Also write <stem>_overlay.png: the mask blended over the image."),
+    bands: Optional[str] = typer.Option(None, "--bands", help="Bands the overlay shows, from 1: one (gray) or three (R,G,B), e.g. 3,2,1 (default: the model's, from training)."),
     save_probs: bool = typer.Option(False, "--save-probs", help="Also write <stem>_probs.npy: float16 probabilities (C, H, W)."),
     batch_size: int = opt.BATCH_SIZE,
     threshold: float = opt.THRESHOLD,
@@ -40,8 +42,11 @@ def predict(
     from segcli.infer.predict import collect_inputs, plan_outputs, run_predict
     from segcli.ranks import local_device, shard as take_shard, shard_spec
     from segcli.runs import new_run_dir
+    from segcli.visualize import parse_bands
 
     check_options(tile, no_tile, overlap, threshold, batch_size)
+    if bands:
+        parse_bands(bands)
     part = shard_spec(shard)
     inputs, problems = collect_inputs(sources)
     if not inputs:  # nothing to do: one line saying why
@@ -62,6 +67,8 @@ def predict(
         info(f"shard {part[0]}/{part[1]}: {len(inputs)} of {len(plan)} input(s)")
     predictor = load_predictor(resolve_model(model), local_device(device), precision)
     configure(predictor, tile, no_tile, overlap, tta, threshold, batch_size)
+    if bands:
+        predictor.info = replace(predictor.info, bands=parse_bands(bands, predictor.info.in_channels))
 
     def report(res) -> None:
         if json_out:

@@ -18,7 +18,7 @@ _M = ModelConfig()
 @app.command()
 def train(
     ctx: typer.Context,
-    data: Optional[str] = typer.Argument(None, help="Dataset folder (images/+masks/, or train/+val/). With --resume: a checkpoint or run folder.", show_default=False),
+    data: Optional[str] = typer.Argument(None, help="Dataset folder (images/+masks/, train/+val/, or a COCO, VOC or Cityscapes folder). With --resume: a checkpoint or run folder.", show_default=False),
     epochs: Optional[int] = typer.Option(None, help="Maximum number of epochs (default 50; with --time, as many as the budget allows).", show_default=False),
     time: Optional[str] = typer.Option(None, help="Wall-clock budget (90s, 6m, 2h); the LR schedule fits it."),
     batch_size: int = typer.Option(_T.batch_size, "--batch-size", "-b", help="Images per step (0 = from the patch size; under torchrun: the global batch, split over the processes)."),
@@ -55,6 +55,8 @@ def train(
     sync_bn: bool = typer.Option(_T.sync_bn, "--sync-bn", help="Under torchrun: BatchNorm statistics over the global batch."),
     cache: bool = typer.Option(_T.cache, help="Keep decoded images in memory when they fit."),
     augment: bool = typer.Option(_T.augment, help="Add scale, rotation and colour augmentation to the random crops and flips (pays only in long runs: at 25-100 epochs it cost 0.01-0.04 mIoU)."),
+    bands: Optional[str] = typer.Option(None, "--bands", help="Bands shown in overlays and plots, from 1: one (gray) or three (R,G,B), e.g. 3,2,1; predict uses them too (default: the image's own, or bands 1-3)."),
+    logger: str = typer.Option(_T.logger, "--logger", help="Experiment tracking: auto (tensorboard when installed) | tensorboard | mlflow | none."),
     project: str = typer.Option(_T.project, help="Parent folder of run folders."),
     name: str = typer.Option(_T.name, help="Run name (exp, exp2, ... unless --exist-ok)."),
     exist_ok: bool = typer.Option(_T.exist_ok, "--exist-ok", help="Reuse runs/train/NAME instead of a new folder."),
@@ -63,32 +65,47 @@ def train(
     config: Optional[str] = config_option(),
 ) -> None:
     """Train a GAN segmentation model; writes runs/train/NAME with weights, metrics.csv and plots."""
-    from segcli.console import TrainProgress, info, out
+    from segcli.console import info, out
     from segcli.ranks import is_main_process
-    from segcli.train.engine import train as run_train
     from segcli.train.resolve import resume_state
 
     apply_quiet(quiet)
     params, rest = merge_config(ctx, dict(ctx.params), config)
     params.pop("quiet", None)
-    progress = TrainProgress()
-    try:
-        if params.pop("resume"):
-            cfg, mcfg, state = resume_state(params["data"], params["project"])
-            if state is None:
-                if not is_main_process():
-                    return
-                info(f"{cfg.name}: already finished ({cfg.epochs} epochs); nothing to resume")
-                out().print(str(Path(cfg.project) / cfg.name))
+    if params.pop("resume"):
+        cfg, mcfg, state = resume_state(params["data"], params["project"])
+        if state is None:
+            if not is_main_process():
                 return
-            result = run_train(cfg, mcfg, progress, resume=state, started=STARTED)
-        else:
-            cfg, mcfg = _configs(params, rest, config)
-            result = run_train(cfg, mcfg, progress, started=STARTED)
-    finally:
-        progress.close()
+            info(f"{cfg.name}: already finished ({cfg.epochs} epochs); nothing to resume")
+            out().print(str(Path(cfg.project) / cfg.name))
+            return
+    else:
+        (cfg, mcfg), state = _configs(params, rest, config), None
+    result = _run(cfg, mcfg, state)
     if is_main_process():  # under torchrun the other ranks stay quiet
         _report(result)
+
+
+def _run(cfg: TrainConfig, mcfg: ModelConfig, state: Optional[object]):
+    """Train with the progress display and the --logger callbacks; loggers hear how a failed run ended."""
+    from segcli.console import TrainProgress
+    from segcli.train.callbacks import CallbackList
+    from segcli.train.engine import train as run_train
+    from segcli.train.loggers import build_loggers
+
+    loggers = build_loggers(cfg.logger)  # a missing package fails here, before any work
+    progress = TrainProgress()
+    error: Optional[BaseException] = None
+    try:
+        return run_train(cfg, mcfg, CallbackList([progress, *loggers]), resume=state, started=STARTED)
+    except BaseException as e:
+        error = e
+        raise
+    finally:
+        progress.close()
+        for lg in loggers:
+            lg.close(error)
 
 
 def _configs(params: dict, rest: dict, config: Optional[str]) -> tuple[TrainConfig, ModelConfig]:

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Optional
 
 from segcli.config import DataInfo
-from segcli.data.discovery import Sample, Splits, discover, eval_samples, list_images, read_class_colors
+from segcli.data.discovery import Sample, Splits, discover, eval_samples, list_images
 from segcli.data.io import IGNORE, read_image, read_mask
-from segcli.data.scan import MaskStats, class_pixel_counts, infer_info, scan_samples
+from segcli.data.scan import MaskStats, class_pixel_counts, infer_info, input_channels, scan_samples
 from segcli.errors import DataError
 
 
@@ -37,8 +37,8 @@ def prepare(data: str, val_split: float, seed: int, ignore_index: Optional[int])
     train_pixels = dict(train_stats.pixels)  # before the val scan adds to the same stats
     stats = scan_samples(splits.val, train_stats)
     val_sizes = stats.sizes[len(train_sizes) :]
-    info = replace(infer_info(stats, splits.classes, ignore_index, Path(data) / "classes.txt"),
-                   in_channels=1 if stats.channels == {1} else 3, colors=read_class_colors(Path(data)))
+    info = replace(infer_info(stats, splits.classes, ignore_index, splits.classes_file),
+                   in_channels=input_channels(stats), colors=splits.colors)
     return Prepared(splits, info, stats, train_sizes, val_sizes, train_pixels)
 
 

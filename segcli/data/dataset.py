@@ -12,7 +12,7 @@ from torchvision import tv_tensors
 
 from segcli.config import DataInfo
 from segcli.data.discovery import Sample
-from segcli.data.io import encode_mask, normalize, read_image, read_mask, to_channels, to_float
+from segcli.data.io import check_channels, encode_mask, normalize, read_image, read_mask, to_channels, to_float
 
 CACHE_BYTES = 4 * 1024**3
 
@@ -40,7 +40,7 @@ class SegDataset(Dataset):
         if self._cache is not None and i in self._cache:
             return self._cache[i]
         s = self.samples[i]
-        image = to_channels(read_image(s.image), self.info.in_channels)
+        image = to_channels(check_channels(read_image(s.image), self.info.in_channels, s.image), self.info.in_channels)
         if s.mask is not None:
             labels = encode_mask(read_mask(s.mask), self.info.binary, self.info.ignore_index)
         else:

@@ -1,34 +1,18 @@
-"""Finding the (image, mask) pairs of a dataset folder, in either layout of the contract."""
+"""Finding the (image, mask) pairs of a dataset folder: the plain layouts of the contract, or
+an annotation format (COCO, Pascal VOC, Cityscapes) detected from the folder."""
 
 from __future__ import annotations
 
-import random
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from segcli.data.io import is_image_file
+from segcli.data import formats
+from segcli.data.samples import Sample, Splits, list_images, split_seeded
 from segcli.errors import DataError
 
-
-@dataclass(frozen=True)
-class Sample:
-    image: Path
-    mask: Optional[Path] = None
-
-
-@dataclass
-class Splits:
-    train: list[Sample]
-    val: list[Sample]
-    test: list[Sample] = field(default_factory=list)
-    classes: list[str] = field(default_factory=list)
-    layout: str = "flat"
-
-
-def list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
+__all__ = ["Sample", "Splits", "discover", "eval_samples", "list_images", "pair_folder", "read_class_colors",
+           "read_classes", "split_seeded"]
 
 
 def _preview(paths: list[Path], n: int = 5) -> str:
@@ -111,47 +95,49 @@ def read_class_colors(root: Path) -> list[list[int]]:
     return [c if c is not None else default[i].tolist() for i, c in enumerate(parsed)]
 
 
-def split_seeded(samples: list[Sample], val_split: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    if not 0.0 <= val_split < 1.0:
-        raise DataError(f"--val-split {val_split}: must be in [0, 1)")
-    order = list(range(len(samples)))
-    random.Random(seed).shuffle(order)
-    n_val = int(round(len(samples) * val_split))
-    if val_split > 0 and len(samples) > 1:
-        n_val = min(max(n_val, 1), len(samples) - 1)
-    val_idx = set(order[:n_val])
-    train = [s for i, s in enumerate(samples) if i not in val_idx]
-    val = [s for i, s in enumerate(samples) if i in val_idx]
-    return train, val
+NO_LAYOUT = ("no images/ folder and no train/ folder; expected DATA/images + DATA/masks or DATA/train + "
+             "DATA/val, or a COCO (annotations/*.json), Pascal VOC (JPEGImages/ + SegmentationClass/) or "
+             "Cityscapes (leftImg8bit/ + gtFine/) folder")
 
 
-def discover(data: str | Path, val_split: float = 0.2, seed: int = 0) -> Splits:
-    """Find a dataset's splits. Layouts: DATA/{images,masks} or DATA/{train,val[,test]}/{images,masks}."""
-    root = Path(data)
+def _check_root(root: Path) -> None:
     if not root.exists():
         raise DataError(f"{root}: dataset folder not found")
     if not root.is_dir():
         raise DataError(f"{root}: not a folder; pass a dataset folder holding images/ and masks/")
+
+
+def discover(data: str | Path, val_split: float = 0.2, seed: int = 0) -> Splits:
+    """Find a dataset's splits. Layouts: DATA/{images,masks} or DATA/{train,val[,test]}/{images,masks};
+    otherwise a COCO, VOC or Cityscapes folder (segcli.data.formats)."""
+    root = Path(data)
+    _check_root(root)
+    fmt = formats.detect(root)
+    if fmt is not None:
+        return formats.read(root, fmt, val_split, seed)
     classes = read_classes(root)
+    common = dict(classes=classes, colors=read_class_colors(root), classes_file=root / "classes.txt")
     if (root / "train").is_dir():
         if not (root / "val").is_dir():
             raise DataError(f"{root / 'val'}: folder not found; a split dataset needs train/ and val/")
         test = pair_folder(root / "test") if (root / "test").is_dir() else []
-        return Splits(pair_folder(root / "train"), pair_folder(root / "val"), test, classes, "split")
+        return Splits(pair_folder(root / "train"), pair_folder(root / "val"), test, layout="split", **common)
     if not (root / "images").is_dir():
-        raise DataError(
-            f"{root}: no images/ folder and no train/ folder; expected DATA/images + DATA/masks "
-            "or DATA/train + DATA/val"
-        )
+        raise DataError(f"{root}: {NO_LAYOUT}")
     train, val = split_seeded(pair_folder(root), val_split, seed)
-    return Splits(train, val, [], classes, "flat")
+    return Splits(train, val, [], layout="flat", **common)
 
 
 def eval_samples(data: str | Path) -> list[Sample]:
-    """The pairs `evaluate` scores: flat images/masks, else test/, else val/."""
+    """The pairs `evaluate` scores: flat images/masks, else test/, else val/ (a format's folder: its
+    test split, else its validation split, else every image)."""
     root = Path(data)
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder not found")
+    fmt = formats.detect(root)
+    if fmt is not None:
+        splits = formats.read(root, fmt, 0.0, 0)
+        return splits.test or splits.val or splits.train
     for sub in (root, root / "test", root / "val"):
         if (sub / "images").is_dir():
             return pair_folder(sub)

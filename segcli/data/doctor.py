@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-from PIL import Image
 
 from segcli.config import DataInfo
+from segcli.data import formats
 from segcli.data.balance import auto_class_weights, suggest_img_size
-from segcli.data.discovery import Sample, discover, list_images, read_classes, split_seeded
-from segcli.data.scan import MaskStats, class_pixel_counts, infer_info, scan_samples
+from segcli.data.discovery import NO_LAYOUT, Sample, discover, list_images, read_classes, split_seeded
+from segcli.data.scan import MaskStats, class_pixel_counts, infer_info, input_channels, scan_samples
+from segcli.data.io import image_mode
 from segcli.errors import DataError
 
 IMBALANCE_SHARE = 0.01  # a class under 1% of labelled pixels is "rare"
@@ -45,6 +46,7 @@ class Problem:
 class CheckReport:
     data: str
     layout: str = "flat"
+    format: str = "plain"
     ok: bool = True
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -125,8 +127,7 @@ def _collect_splits(root: Path, val_split: float, seed: int, report: CheckReport
             splits["test"] = _pair_collect(root / "test", problems)
         return splits
     if not (root / "images").is_dir():
-        problems.append(Problem("no images/ folder and no train/ folder; expected DATA/images + DATA/masks "
-                                "or DATA/train + DATA/val", [str(root)]))
+        problems.append(Problem(NO_LAYOUT, [str(root)]))
         return {}
     train, val = split_seeded(_pair_collect(root, problems), val_split, seed)
     return {"train": train, "val": val}
@@ -139,8 +140,7 @@ def _scan_each(splits: dict[str, list[Sample]], problems: list[Problem]) -> list
             st = MaskStats()
             try:
                 scan_samples([s], st)
-                with Image.open(s.image) as im:
-                    mode = im.mode
+                mode = image_mode(s.image)
             except DataError as e:
                 file, msg = _error_file(e, s.mask or s.image)
                 problems.append(Problem(msg, [file]))
@@ -157,15 +157,17 @@ def _merge(items: list[_Scanned]) -> MaskStats:
             total.images[v] = total.images.get(v, 0) + 1
             total.files_with.setdefault(v, it.sample.mask)
         total.channels |= it.stats.channels
+        for k, f in it.stats.channel_files.items():
+            total.channel_files.setdefault(k, f)
         total.sizes += it.stats.sizes
     return total
 
 
 def _infer(stats: MaskStats, items: list[_Scanned], classes: list[str], ignore_index: Optional[int],
-           root: Path, problems: list[Problem]) -> DataInfo:
+           classes_file: object, problems: list[Problem]) -> DataInfo:
     """infer_info, and on a value outside classes.txt, every mask holding one (grouped per value)."""
     try:
-        return infer_info(stats, classes, ignore_index, root / "classes.txt")
+        return infer_info(stats, classes, ignore_index, classes_file)  # type: ignore[arg-type]
     except DataError as e:
         k = len(classes)
         ignore = 255 if ignore_index is None else ignore_index
@@ -175,10 +177,10 @@ def _infer(stats: MaskStats, items: list[_Scanned], classes: list[str], ignore_i
                 if classes and v >= k and v != ignore:
                     by_value.setdefault(v, []).append(str(it.sample.mask))
         for v, files in sorted(by_value.items()):
-            problems.append(Problem(f"mask value {v} is not a class of {root / 'classes.txt'} ({k} classes); fix "
+            problems.append(Problem(f"mask value {v} is not a class of {classes_file} ({k} classes); fix "
                                     f"the mask, add the class, or pass --ignore-index {v} if it marks void pixels", files))
         if not by_value:
-            file, msg = _error_file(e, root)
+            file, msg = _error_file(e, Path(str(classes_file)))
             problems.append(Problem(msg, [file]))
         return DataInfo(num_classes=max(k, 2), classes=classes, ignore_index=ignore, binary=False)
 
@@ -189,13 +191,21 @@ def _image_summary(items: list[_Scanned]) -> dict[str, Any]:
         return {"count": 0}
     by_area = sorted(sizes, key=lambda s: s[0] * s[1])
     common = Counter(f"{w}x{h}" for w, h in sizes).most_common(3)
-    channels = Counter("gray" if it.stats.channels == {1} else "colour" for it in items)
+    channels = Counter(_kind(next(iter(it.stats.channels))) for it in items)
+    try:
+        in_channels = input_channels(_merge(items))
+    except DataError:
+        in_channels = None  # mixed band counts: reported as a problem by check_dataset
     return {
         "count": len(sizes), "min_size": list(by_area[0]), "max_size": list(by_area[-1]),
         "median_short_side": int(np.median([min(s) for s in sizes])), "distinct_sizes": len(set(sizes)),
         "common_sizes": dict(common), "channels": dict(channels), "modes": dict(Counter(it.mode for it in items)),
-        "in_channels": 1 if channels.keys() == {"gray"} else 3,
+        "in_channels": in_channels,
     }
+
+
+def _kind(bands: int) -> str:
+    return "gray" if bands == 1 else "colour" if bands == 3 else f"{bands} bands"
 
 
 def _class_table(info: DataInfo, items: list[_Scanned], train_items: list[_Scanned]) -> list[dict[str, Any]]:
@@ -238,7 +248,7 @@ def _advise(report: CheckReport, info: DataInfo, items: list[_Scanned], train_it
             warn.append(f"small objects: {r['name']} covers on average {r['mean_area']:.2%} of the images it "
                         "appears in; train with a large --img-size and consider --loss focal")
     chans = report.images.get("channels", {})
-    if len(chans) > 1:
+    if len(chans) > 1 and set(chans) <= {"gray", "colour"}:
         warn.append(f"mixed gray ({chans.get('gray')}) and colour ({chans.get('colour')}) images: "
                     "the model takes 3 channels and gray images are repeated")
     if 0 < len(train_items) < 8:
@@ -253,6 +263,42 @@ def _advise(report: CheckReport, info: DataInfo, items: list[_Scanned], train_it
         sugg["ignore_index"] = info.ignore_index
 
 
+def _plain(root: Path, val_split: float, seed: int, report: CheckReport) -> tuple[dict[str, list[Sample]], list[str]]:
+    """The plain layout: every pairing problem collected, then the same refusals as discover()."""
+    try:
+        classes = read_classes(root)
+    except DataError as e:
+        file, msg = _error_file(e, root / "classes.txt")
+        report.problems.append(Problem(msg, [file]))
+        classes = []
+    splits = _collect_splits(root, val_split, seed, report)
+    if not report.problems:
+        try:  # whatever discover() refuses must not pass here either
+            discover(root, val_split, seed)
+        except DataError as e:
+            file, msg = _error_file(e, root)
+            report.problems.append(Problem(msg, [file]))
+    if report.layout == "flat" and splits and not splits["val"]:  # split layouts: reported by _pair_collect
+        report.problems.append(Problem("no validation images; use --val-split > 0 or add DATA/val", [str(root)]))
+    return splits, classes
+
+
+def _collect_format(root: Path, fmt: str, val_split: float, seed: int,
+                    report: CheckReport) -> tuple[dict[str, list[Sample]], list[str], object]:
+    """A COCO / VOC / Cityscapes folder through the reader train uses (its first error, if any)."""
+    report.format = fmt
+    try:
+        splits = formats.read(root, fmt, val_split, seed)
+    except DataError as e:
+        file, msg = _error_file(e, root)
+        report.problems.append(Problem(msg, [file]))
+        return {}, [], root
+    if not splits.val:
+        report.problems.append(Problem("no validation images; use --val-split > 0", [str(root)]))
+    report.layout = splits.layout
+    return splits.parts(), splits.classes, splits.classes_file
+
+
 def check_dataset(data: str | Path, val_split: float = 0.2, seed: int = 0,
                   ignore_index: Optional[int] = None) -> CheckReport:
     """Everything `segcli check` reports; never raises for a problem in the data itself."""
@@ -263,32 +309,34 @@ def check_dataset(data: str | Path, val_split: float = 0.2, seed: int = 0,
                                        "not a folder; pass a dataset folder holding images/ and masks/", [str(root)]))
         report.ok = False
         return report
-    try:
-        classes = read_classes(root)
-    except DataError as e:
-        file, msg = _error_file(e, root / "classes.txt")
-        report.problems.append(Problem(msg, [file]))
-        classes = []
-    splits = _collect_splits(root, val_split, seed, report)
+    fmt = formats.detect(root)
+    if fmt is None:
+        splits, classes = _plain(root, val_split, seed, report)
+        classes_file: object = root / "classes.txt"
+    else:
+        splits, classes, classes_file = _collect_format(root, fmt, val_split, seed, report)
     report.splits = {k: len(v) for k, v in splits.items()}
-    if not report.problems:
-        try:  # whatever discover() refuses must not pass here either
-            discover(root, val_split, seed)
-        except DataError as e:
-            file, msg = _error_file(e, root)
-            report.problems.append(Problem(msg, [file]))
-    if report.layout == "flat" and splits and not splits["val"]:  # split layouts: reported by _pair_collect
-        report.problems.append(Problem("no validation images; use --val-split > 0 or add DATA/val", [str(root)]))
     scanned = _scan_each(splits, report.problems)
     used = [it for it in scanned if it.split in ("train", "val")]  # what train infers the classes from
     if used:
-        info = _infer(_merge(used), used, classes, ignore_index, root, report.problems)
-        report.binary, report.num_classes, report.ignore_index = info.binary, info.num_classes, info.ignore_index
-        report.images = _image_summary(scanned)
-        merged = _merge(used)
-        report.images["ignored_share"] = merged.pixels.get(info.ignore_index, 0) / max(sum(merged.pixels.values()), 1)
-        train_items = [it for it in used if it.split == "train"]
-        report.classes = _class_table(info, used, train_items)
-        _advise(report, info, used, train_items)
+        _summarise(report, used, scanned, classes, classes_file, ignore_index)
     report.ok = not report.problems
     return report
+
+
+def _summarise(report: CheckReport, used: list[_Scanned], scanned: list[_Scanned], classes: list[str],
+               classes_file: object, ignore_index: Optional[int]) -> None:
+    """Classes, image summary, class table, warnings and suggestions from the scanned samples."""
+    merged = _merge(used)
+    info = _infer(merged, used, classes, ignore_index, classes_file, report.problems)
+    report.binary, report.num_classes, report.ignore_index = info.binary, info.num_classes, info.ignore_index
+    try:
+        input_channels(merged)
+    except DataError as e:
+        file, msg = _error_file(e, Path(report.data))
+        report.problems.append(Problem(msg, [file]))
+    report.images = _image_summary(scanned)
+    report.images["ignored_share"] = merged.pixels.get(info.ignore_index, 0) / max(sum(merged.pixels.values()), 1)
+    train_items = [it for it in used if it.split == "train"]
+    report.classes = _class_table(info, used, train_items)
+    _advise(report, info, used, train_items)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
+from typing import Protocol, Union, runtime_checkable
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from segcli.data.tiff import is_tiff, read_stack, stack_header
 from segcli.errors import DataError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
@@ -15,6 +18,26 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 IGNORE = 255
 
 Image.MAX_IMAGE_PIXELS = None  # large microscopy / aerial images are legitimate input
+
+
+@runtime_checkable
+class MaskSource(Protocol):
+    """A mask that is not a class-index image file as it stands: a COCO image's polygons, a
+    Cityscapes labelIds file that needs its id mapping, a colour-coded VOC mask.
+
+    Formats hand these to the rest of segcli in place of a path, so that scanning, checking,
+    training, evaluation and conversion all decode a mask the same way, through `read_mask`.
+    `str()` names it in error messages; `path` is the file it comes from.
+    """
+
+    path: Path
+
+    def read(self) -> np.ndarray:
+        """HxW integer class values (255 = ignore), as `read_mask` returns for a file."""
+        ...
+
+
+MaskRef = Union[Path, MaskSource]
 
 
 def is_image_file(path: Path) -> bool:
@@ -43,6 +66,9 @@ def _open(path: Path, what: str) -> Image.Image:
 
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) from the header alone, EXIF orientation applied."""
+    stack = stack_header(path) if is_tiff(path) else None
+    if stack is not None:
+        return stack.width, stack.height
     try:
         with warnings.catch_warnings(), Image.open(path) as im:
             warnings.simplefilter("ignore")  # damaged EXIF: orientation 1, the rest is checked on decode
@@ -54,8 +80,21 @@ def image_size(path: Path) -> tuple[int, int]:
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
+def image_mode(path: Path) -> str:
+    """What `segcli check` lists as an image's mode: PIL's (L, RGB, I;16, ...) or a stack's (6-band uint16)."""
+    stack = stack_header(path) if is_tiff(path) else None
+    if stack is not None:
+        return stack.mode
+    with Image.open(path) as im:
+        return im.mode
+
+
 def read_image(path: Path) -> np.ndarray:
-    """An image as HxWxC uint8 or uint16, C in {1, 3}; alpha dropped, palette expanded."""
+    """An image as HxWxC: uint8 or uint16 with C in {1, 3} (alpha dropped, palette expanded), or a
+    TIFF stack's bands, any C, uint8 / uint16 / float32 (segcli.data.tiff)."""
+    stack = stack_header(path) if is_tiff(path) else None
+    if stack is not None:
+        return read_stack(path, stack)
     im = _open(path, "image")
     mode = im.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
@@ -76,8 +115,16 @@ def read_image(path: Path) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def read_mask(path: Path) -> np.ndarray:
-    """A mask as HxW integer class values, exactly as stored (no mapping yet)."""
+def read_mask(path: MaskRef) -> np.ndarray:
+    """A mask as HxW integer class values, exactly as stored (no mapping yet); a format's
+    MaskSource decodes itself."""
+    if not isinstance(path, (str, os.PathLike)):
+        return path.read()
+    return read_mask_file(Path(path))
+
+
+def read_mask_file(path: Path) -> np.ndarray:
+    """A class-index image file (grayscale, palette, 16-bit) as HxW integer values."""
     im = _open(path, "mask")
     if im.mode == "1":
         return np.asarray(im, dtype=np.uint8) * 255
@@ -101,6 +148,18 @@ def read_mask(path: Path) -> np.ndarray:
     raise DataError(f"{path}: unsupported mask mode {im.mode}; save it as a grayscale PNG")
 
 
+def fits_channels(c: int, channels: int) -> bool:
+    """Whether a c-band image can feed a model of `channels` inputs (gray and RGB convert)."""
+    return c == channels or {c, channels} == {1, 3}
+
+
+def check_channels(arr: np.ndarray, channels: int, path: object) -> np.ndarray:
+    """The decoded image, or a DataError naming the file when its band count does not fit the model."""
+    if not fits_channels(arr.shape[2], channels):
+        raise DataError(f"{path}: {arr.shape[2]} band(s), but the model takes {channels}")
+    return arr
+
+
 def to_channels(arr: np.ndarray, channels: int) -> np.ndarray:
     """Match a decoded HxWxC image to the model's channel count."""
     c = arr.shape[2]
@@ -110,18 +169,25 @@ def to_channels(arr: np.ndarray, channels: int) -> np.ndarray:
         return np.repeat(arr, 3, axis=2)
     if channels == 1 and c == 3:  # luminance, as PIL's "L" conversion
         lum = arr.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-        return lum.round().astype(arr.dtype)[:, :, None]
-    raise ValueError(f"cannot convert {c} channels to {channels}")
+        out = lum if arr.dtype.kind == "f" else lum.round().astype(arr.dtype)
+        return out[:, :, None]
+    raise DataError(f"an image of {c} band(s) cannot feed a model of {channels} input channels")
+
+
+def pixel_scale(dtype: np.dtype) -> float:
+    """What a pixel value is divided by before normalisation: 255, 65535, or 1 for float data
+    (used as stored; the per-band statistics normalise it)."""
+    return 65535.0 if dtype == np.uint16 else 1.0 if np.dtype(dtype).kind == "f" else 255.0
 
 
 def to_float(arr: np.ndarray) -> np.ndarray:
-    """uint8/uint16 HxWxC to float32 in [0, 1]."""
-    scale = 65535.0 if arr.dtype == np.uint16 else 255.0
-    return arr.astype(np.float32) / scale
+    """uint8/uint16 HxWxC to float32 in [0, 1]; float data as stored (always a new array)."""
+    return arr.astype(np.float32) / pixel_scale(arr.dtype)
 
 
 def normalize(image: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:
-    """A decoded HxWxC uint8/uint16 image to a model input: CxHxW float32, (pixel / max - mean) / std.
+    """A decoded HxWxC image to a model input: CxHxW float32, (pixel / max - mean) / std (max: 255,
+    65535, or 1 for float data).
 
     The one normalisation of inference and validation (training applies the same statistics at
     the end of its augmentation, segcli.data.transforms).

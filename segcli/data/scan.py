@@ -15,8 +15,9 @@ import numpy as np
 from PIL import Image
 
 from segcli.config import DataInfo
-from segcli.data.discovery import Sample
 from segcli.data.io import IGNORE, image_size, read_mask
+from segcli.data.samples import Sample
+from segcli.data.tiff import is_tiff, stack_header
 from segcli.errors import DataError
 
 _GRAY_MODES = {"1", "L", "LA", "I", "F", "I;16", "I;16B", "I;16L", "I;16N"}
@@ -30,6 +31,7 @@ class MaskStats:
     images: dict[int, int] = field(default_factory=dict)
     files_with: dict[int, Path] = field(default_factory=dict)  # first file holding each value
     channels: set[int] = field(default_factory=set)
+    channel_files: dict[int, Path] = field(default_factory=dict)  # first image with each band count
     sizes: list[tuple[int, int]] = field(default_factory=list)
 
     @property
@@ -42,8 +44,12 @@ def _channels_from_header(path: Path) -> int:
 
     PNG: verify() walks every chunk and checks its CRC. JPEG: the file must end with the EOI
     marker; when it doesn't (a trailer, or truncation) the image is decoded to decide.
-    Other formats are decoded before training by the preload (or verify_decodable).
+    Other formats (and TIFF stacks: their band count) are decoded before training by the preload
+    (or verify_decodable).
     """
+    stack = stack_header(path) if is_tiff(path) else None
+    if stack is not None:
+        return stack.bands
     try:
         with warnings.catch_warnings(), Image.open(path) as im:
             warnings.simplefilter("ignore")
@@ -83,7 +89,9 @@ def scan_samples(samples: list[Sample], stats: Optional[MaskStats] = None) -> Ma
     stats = stats or MaskStats()
     for s in samples:
         size = image_size(s.image)
-        stats.channels.add(_channels_from_header(s.image))
+        bands = _channels_from_header(s.image)
+        stats.channels.add(bands)
+        stats.channel_files.setdefault(bands, s.image)
         stats.sizes.append(size)
         if s.mask is None:
             continue
@@ -104,6 +112,20 @@ def scan_samples(samples: list[Sample], stats: Optional[MaskStats] = None) -> Ma
             stats.images[v] = stats.images.get(v, 0) + 1
             stats.files_with.setdefault(v, s.mask)
     return stats
+
+
+def input_channels(stats: MaskStats) -> int:
+    """The model's input channels: 1 for all-gray data, 3 for colour (gray images are repeated),
+    else the one band count every image has (TIFF stacks)."""
+    bands = stats.channels
+    if bands <= {1, 3}:
+        return 1 if bands == {1} else 3
+    if len(bands) == 1:
+        return next(iter(bands))
+    counts = sorted(bands)
+    a, b = stats.channel_files[counts[-1]], stats.channel_files[counts[0]]
+    raise DataError(f"{b}: {counts[0]} band(s), but {a.name} has {counts[-1]}; a model takes one band count, "
+                    "so every image needs the same bands")
 
 
 def infer_info(

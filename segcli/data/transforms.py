@@ -77,6 +77,8 @@ def train_transforms(
     if not augment:
         return Compose([*ts, v2.Normalize(mean, std)])
     ts.append(v2.RandomApply([v2.RandomRotation(10, fill=_FILL)], p=0.3))
+    if channels not in (1, 3):  # torchvision's colour jitter knows gray and RGB only: bands are left as measured
+        return Compose([*ts, v2.Normalize(mean, std)])
     jitter = dict(brightness=0.2, contrast=0.2)
     if channels == 3:
         jitter.update(saturation=0.2)  # no hue: its RGB->HSV round trip costs ~10 ms a crop, more than the rest

@@ -14,17 +14,18 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from segcli.data.discovery import Sample
-from segcli.data.io import IGNORE, encode_mask, image_size, read_image, read_mask
+from segcli.data.io import IGNORE, check_channels, encode_mask, image_size, read_image, read_mask
 from segcli.errors import DataError
 from segcli.infer.predictor import Predictor
 from segcli.metrics import ConfusionMatrix
 from segcli.infer.pipeline import Writer, prefetch, segment_stream
 
 
-def _load_pair(sample: Sample, binary: bool, ignore: Optional[int], num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Decode an (image, mask) pair and check the mask fits the model (runs on a reader thread)."""
+def _load_pair(sample: Sample, binary: bool, ignore: Optional[int], num_classes: int,
+               channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Decode an (image, mask) pair and check both fit the model (runs on a reader thread)."""
     assert sample.mask is not None
-    image = read_image(sample.image)
+    image = check_channels(read_image(sample.image), channels, sample.image)
     truth = encode_mask(read_mask(sample.mask), binary, ignore)
     if truth.shape != image.shape[:2]:
         raise DataError(f"{sample.mask}: mask size {truth.shape[::-1]} differs from its image {image.shape[1::-1]}")
@@ -64,8 +65,8 @@ def run_evaluate(
     ignore = info.ignore_index if ignore_index is None else ignore_index
     cm = ConfusionMatrix(info.num_classes)
     writer = Writer(workers) if save_dir is not None else None
-    loaded = prefetch(samples, lambda s: _load_pair(s, info.binary, ignore, info.num_classes), _pixels,
-                      workers, max_ahead=2 * predictor.batch_size + 2)
+    loaded = prefetch(samples, lambda s: _load_pair(s, info.binary, ignore, info.num_classes, info.in_channels),
+                      _pixels, workers, max_ahead=2 * predictor.batch_size + 2)
     try:
         for seg in segment_stream(predictor, loaded, lambda pair: pair[0]):
             sample: Sample = seg.item.key

@@ -1,8 +1,8 @@
 """Export to ONNX or TorchScript, verified against PyTorch before the file is written.
 
 The contract of every exported file (docs/deployment.md):
-- input `image`: float32 (N, C, H, W), RGB or gray as `in_channels` says, normalised as
-  (pixel / 255 - mean) / std (16-bit images: / 65535); H and W multiples of `size_multiple`
+- input `image`: float32 (N, C, H, W), gray, RGB or C bands as `in_channels` says, normalised as
+  (pixel / 255 - mean) / std (16-bit images: / 65535; float data: as stored); H and W multiples of `size_multiple`
   (pad bottom/right with 0 after normalisation, crop the output back). N, H, W are dynamic.
 - output `probabilities`: float32 (N, C', H, W): sigmoid foreground probability (C' = 1)
   for binary models, softmax over the K classes otherwise.
@@ -58,20 +58,23 @@ def metadata(info: DataInfo, output: OutputSpec, mcfg: Optional[ModelConfig] = N
              source: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Everything a deployer needs to feed the model and read its output, as plain JSON."""
     k, size_multiple = output.channels, output.size_multiple
+    color = {1: "gray", 3: "RGB"}.get(info.in_channels, f"{info.in_channels} bands")
     return {
         "segcli_version": __version__,
         "metadata_version": METADATA_VERSION,
         "input_name": INPUT_NAME,
         "output_name": OUTPUT_NAME,
         "in_channels": info.in_channels,
-        "color": "gray" if info.in_channels == 1 else "RGB",
-        "pixel_scale": {"uint8": 255, "uint16": 65535},
+        "color": color,
+        "bands": info.in_channels,
+        "display_bands": list(info.bands),
+        "pixel_scale": {"uint8": 255, "uint16": 65535, "float": 1},
         "mean": list(info.mean),
         "std": list(info.std),
         "size_multiple": size_multiple,
         "pad_value": 0.0,
-        "input": f"float32 (N, {info.in_channels}, H, W), NCHW, {'gray' if info.in_channels == 1 else 'RGB'}: "
-                 f"(pixel / 255 - mean) / std (16-bit: / 65535); H, W multiples of {size_multiple}: "
+        "input": f"float32 (N, {info.in_channels}, H, W), NCHW, {color}: "
+                 f"(pixel / 255 - mean) / std (16-bit: / 65535; float data as stored); H, W multiples of {size_multiple}: "
                  "pad bottom/right with 0 after normalisation, crop the output back",
         "output": f"float32 (N, {k}, H, W): " + ("sigmoid probability of the foreground; foreground where > threshold"
                                                   if output.binary else f"softmax over {k} classes; label = argmax"),

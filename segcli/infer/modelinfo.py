@@ -29,10 +29,12 @@ def _data_part(info: DataInfo) -> dict[str, Any]:
         "classes": info.class_names(),
         "ignore_index": info.ignore_index,
         "in_channels": info.in_channels,
+        "bands": info.in_channels,
+        "display_bands": list(info.bands),
         "out_channels": info.out_channels,
         "normalization": {"mean": [round(float(v), 6) for v in info.mean],
                           "std": [round(float(v), 6) for v in info.std],
-                          "input": "pixel / max value (255 or 65535), then (x - mean) / std"},
+                          "input": "pixel / max value (255 or 65535; float data as stored), then (x - mean) / std"},
     }
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from segcli.data.discovery import list_images
-from segcli.data.io import image_size, is_image_file, read_image
+from segcli.data.io import check_channels, image_size, is_image_file, read_image
 from segcli.errors import DataError, UserError
 from segcli.infer.predictor import Predictor
 from segcli.infer.pipeline import Segmented, Writer, prefetch, segment_stream
@@ -144,7 +144,8 @@ def run_predict(
         res = PredictResult(path, dst)
         if with_overlay:
             res.overlay = overlay_path(dst)
-            Image.fromarray(overlay(s.item.value, s.labels, info.binary, colors=info.colors)).save(res.overlay)
+            Image.fromarray(overlay(s.item.value, s.labels, info.binary, colors=info.colors, bands=info.bands)
+                            ).save(res.overlay)
         if s.probs is not None:
             res.probs = probs_path(dst)
             if isinstance(s.probs, np.memmap):
@@ -168,7 +169,10 @@ def run_predict(
             if on_result:
                 on_result(res)
 
-    loaded = prefetch(inputs, read_image, _pixels, workers, max_ahead=2 * predictor.batch_size + 2)
+    def load(path: Path) -> np.ndarray:  # a wrong band count is that input's error, named, like a bad file
+        return check_channels(read_image(path), info.in_channels, path)
+
+    loaded = prefetch(inputs, load, _pixels, workers, max_ahead=2 * predictor.batch_size + 2)
     try:
         for s in segment_stream(predictor, loaded, lambda img: img, save_probs, memmap_for):
             writer.submit(lambda s=s: write(s), s.item.key)

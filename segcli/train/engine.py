@@ -285,7 +285,8 @@ def _finish_plots(run: Run) -> None:
         _, masks = validate(gen, run.val_dl, run.info.num_classes, run.device, run.precision, keep=SAMPLES, limit=True)
         order = [i for batch in run.val_dl.batch_sampler for i in batch]
         kept = [(idx, truth, pred) for (_, truth, pred), idx in zip(masks, order)]
-    save_samples(_samples(run, kept), run.info.binary, run.run_dir / "plots" / "val_samples.png")
+    save_samples(_samples(run, kept), run.info.binary, run.run_dir / "plots" / "val_samples.png", run.info.colors,
+                 run.info.bands)
 
 
 def _samples(run: Run, kept: list) -> list:

@@ -20,6 +20,8 @@ from segcli.config import GAN_MODES, PRECISIONS, SEG_LOSSES, DataInfo, ModelConf
 from segcli.data.balance import suggest_img_size
 from segcli.errors import UserError
 from segcli.models import DISCRIMINATORS, ENCODERS, lookup, resolve_encoder
+from segcli.train.loggers import resolve_logger
+from segcli.visualize import default_bands, parse_bands
 
 # Widest U-Net stage allowed: base_channels * 2**depth. 4096 is far beyond useful and still fits
 # in memory; without a cap a typo like --depth 12 allocates tens of GB before saying anything.
@@ -52,10 +54,14 @@ def resolve(cfg: TrainConfig, mcfg: ModelConfig, info: DataInfo, train_sizes: Se
         img_size=img_size,
         batch_size=cfg.batch_size if cfg.batch_size > 0 else 8 if img_size <= 128 else 4 if img_size <= 320 else 2,
         workers=workers,
-        # single-channel data (microscopy, medical) has no 'up'; photos do
-        orientation_free=info.in_channels == 1 if cfg.orientation_free is None else cfg.orientation_free,
+        # gray (microscopy, medical) and multi-band data (aerial, satellite, multi-channel microscopy)
+        # have no 'up'; photos do
+        orientation_free=info.in_channels != 3 if cfg.orientation_free is None else cfg.orientation_free,
+        logger=resolve_logger(cfg.logger),
     )
     data = info if stats is None else replace(info, mean=list(stats[0]), std=list(stats[1]))
+    bands = parse_bands(cfg.bands, info.in_channels) if cfg.bands else info.bands or default_bands(info.in_channels)
+    data = replace(data, bands=bands)
     return Resolved(train, replace(mcfg, encoder=resolve_encoder(mcfg)), data)
 
 
@@ -98,6 +104,9 @@ def check_options(cfg: TrainConfig, mcfg: ModelConfig) -> None:
     _number("onehot_tau", cfg.onehot_tau, 0, 1, low_open=True)
     if cfg.ignore_index is not None:
         _number("ignore_index", cfg.ignore_index, 0, 65535)
+    if cfg.bands:
+        parse_bands(cfg.bands)
+    resolve_logger(cfg.logger)  # an unknown name, or a logger whose package is missing: exit 2 now
     _check_model(mcfg)
     if cfg.unlabeled and not Path(cfg.unlabeled).is_dir():
         raise UserError(f"--unlabeled {cfg.unlabeled}: folder not found; pass a folder of images without masks")
