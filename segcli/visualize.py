@@ -39,15 +39,22 @@ def colorize(labels: np.ndarray, binary: bool, colors: Optional[Sequence[Sequenc
     return palette(colors)[labels]
 
 
+def overlay_palette(binary: bool, colors: Optional[Sequence[Sequence[int]]] = None) -> np.ndarray:
+    """(256, 3) uint8: the colour `overlay` blends over each class (binary foreground: red unless
+    classes.txt sets one); class 0 is left unshaded. Legends (the server's page) use it too."""
+    pal = palette(colors)
+    if binary:
+        pal[1] = colors[1] if colors and len(colors) > 1 else (255, 40, 40)
+    return pal
+
+
 def overlay(image: np.ndarray, labels: np.ndarray, binary: bool, alpha: float = 0.45,
             colors: Optional[Sequence[Sequence[int]]] = None, rows: int = 512) -> np.ndarray:
     """The image (HxWxC uint8/16) with the mask's colours blended over non-background pixels.
 
     Works through `rows` rows at a time so a huge image needs no full-size float copies.
     """
-    pal = palette(colors).astype(np.float32)
-    if binary:
-        pal[1] = colors[1] if colors and len(colors) > 1 else (255, 40, 40)
+    pal = overlay_palette(binary, colors).astype(np.float32)
     out = np.empty(labels.shape + (3,), np.uint8)
     for y in range(0, labels.shape[0], rows):
         img = image[y : y + rows].astype(np.float32)
