@@ -10,7 +10,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 import pytest
@@ -107,3 +107,21 @@ def _first_line(proc: subprocess.Popen, timeout: float) -> Optional[str]:
     if not sel.select(timeout):
         return None
     return proc.stdout.readline().strip() or None
+
+
+@pytest.fixture(scope="package")
+def pt_server(fitted_multi: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """`segcli serve` over the multi-class .pt model, defaults otherwise; SIGTERM at the end must exit 0."""
+    need_serve_extra()
+    server = start_server(["--model", best(fitted_multi)], cwd=fitted_multi,
+                          log=tmp_path_factory.mktemp("pt_server") / "serve.log")
+    yield server
+    assert server.stop() == 0, server.log.read_text()[-3000:]
+
+
+@pytest.fixture(scope="package")
+def onnx_model(fitted_binary: Path) -> Path:
+    """The binary model exported to ONNX (next to its runs/ folder)."""
+    r = run_cli(["export", "-o", "serve.onnx"], cwd=fitted_binary)
+    assert r.code == 0, r.err
+    return fitted_binary / "serve.onnx"
