@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import run_cli, save_png
-from tests.serve.conftest import env, need_serve_extra, predicted
+from tests.serve.conftest import ROOT, env, need_serve_extra, predicted
 
 need_serve_extra()
 
@@ -85,3 +85,21 @@ assert not loaded, loaded
 def test_serve_is_a_registered_command_with_help() -> None:
     r = run_cli(["serve", "--help"])
     assert r.code == 0 and "--max-batch" in r.out and "--workers" in r.out
+
+
+def test_kubernetes_manifest_probes_healthz_and_uses_real_options() -> None:
+    import yaml
+
+    docs = list(yaml.safe_load_all((ROOT / "examples" / "kubernetes" / "segcli-serve.yaml").read_text()))
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    service = next(d for d in docs if d["kind"] == "Service")
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    command = container["command"]
+    assert command[:2] == ["segcli", "serve"]
+    help_text = run_cli(["serve", "--help"]).out
+    assert all(opt in help_text for opt in command if opt.startswith("--"))
+    timeout = float(command[command.index("--graceful-timeout") + 1])
+    assert pod["terminationGracePeriodSeconds"] > timeout + 5  # the drain fits in the grace period
