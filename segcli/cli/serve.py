@@ -37,6 +37,8 @@ def serve(
 
     if tile is not None and no_tile:
         raise UserError("--tile and --no-tile contradict each other; pass one")
+    if tile is not None and tile < 1:
+        raise UserError(f"--tile {tile}: a tile side in pixels; --no-tile turns tiling off")
     run(ServeConfig(model=model, host=host, port=port, workers=workers, max_batch=max_batch,
                     max_wait=max_wait_ms / 1000.0, max_queue=max_queue, max_body=int(max_body_mb * 2**20),
                     max_pixels=max_pixels, tile=0 if no_tile else tile, overlap=overlap, device=device,

@@ -3,7 +3,8 @@
 The port is bound before anything else (a taken port is a one-line error at once) and the
 model is loaded before the first request (a bad model file is a one-line error, exit 2). On
 SIGTERM uvicorn stops accepting connections, lets the requests inside finish (at most
-`graceful_timeout` seconds), the model thread finishes its queue, and the command exits 0.
+`graceful_timeout` seconds), the model thread finishes its queue, and the command exits 0;
+Ctrl-C (SIGINT) drains the same way and exits 130, as every segcli command does.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import signal
 import socket
 from typing import Any
 
-from segcli.errors import SegcliError, UserError
+from segcli.errors import Interrupted, SegcliError, UserError
 from segcli.serve.config import ENV_VAR, ServeConfig, require_extra
+
+INTERRUPTED = "interrupted (Ctrl-C); the requests inside were answered first"
 
 
 def serve(config: ServeConfig) -> None:
@@ -69,17 +72,20 @@ def _run_one(config: ServeConfig, sock: socket.socket, port: int) -> None:
     service = Service.load(config)
     server = uvicorn.Server(uvicorn.Config(create_app(config, service), **_uvicorn_options(config)))
     _announce(config, port, service.model_info)
-    # uvicorn re-raises the signal it drained for once it is done: with this handler, SIGTERM
-    # ends the command normally (exit 0) after the drain instead of killing it
+    # uvicorn re-raises the signal it drained for once it is done, to these handlers: SIGTERM
+    # then ends the command normally (exit 0) instead of killing it, SIGINT with exit 130
+    interrupted: list[int] = []
     signal.signal(signal.SIGTERM, lambda *_: None)
+    signal.signal(signal.SIGINT, lambda *_: interrupted.append(1))
     server.run(sockets=[sock])
     if not server.started:
         raise SegcliError("the server did not start (see the messages above)")
+    if interrupted:
+        raise Interrupted(INTERRUPTED)
 
 
 def _run_workers(config: ServeConfig, sock: socket.socket, port: int) -> None:
     import uvicorn
-    from uvicorn.supervisors import Multiprocess
 
     from segcli.infer.modelinfo import model_info
 
@@ -88,7 +94,25 @@ def _run_workers(config: ServeConfig, sock: socket.socket, port: int) -> None:
     uv = uvicorn.Config("segcli.serve.app:app_from_env", factory=True, workers=config.workers,
                         **_uvicorn_options(config))
     _announce(config, port, info)
-    Multiprocess(uv, sockets=[sock]).run()  # forwards SIGTERM to the workers, waits for them
+    supervisor = _supervisor_class()(uv, sockets=[sock])
+    supervisor.run()  # on SIGTERM / SIGINT: stops the workers (each drains), waits for them
+    if supervisor.interrupted:
+        raise Interrupted(INTERRUPTED)
+
+
+def _supervisor_class() -> type:
+    from uvicorn.supervisors import Multiprocess
+
+    class Supervisor(Multiprocess):
+        """uvicorn's worker supervisor, remembering a Ctrl-C for the exit code."""
+
+        interrupted = False
+
+        def handle_int(self) -> None:
+            self.interrupted = True
+            super().handle_int()
+
+    return Supervisor
 
 
 def _announce(config: ServeConfig, port: int, info: dict[str, Any]) -> None:

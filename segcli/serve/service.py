@@ -112,7 +112,9 @@ class Service:
             pixels = n
             image = await self._io(codec.decode, data)
             del data
-            threshold = self.predictor.threshold if opts.threshold is None else opts.threshold
+            # a threshold means nothing to a multi-class model: it must not split batches either
+            use_default = opts.threshold is None or not self.predictor.info.binary
+            threshold = self.predictor.threshold if use_default else opts.threshold
             try:
                 future = self.batcher.submit(image, opts.tta, threshold)
             except Overloaded as e:

@@ -82,11 +82,13 @@ def test_32_clients_x_10_requests_all_answered_correctly(pt_server: LiveServer, 
 
 @pytest.fixture(scope="module")
 def workers_server(onnx_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """Two worker processes over the .onnx model, each admitting 2 requests at a time."""
+    """Two worker processes over the .onnx model, each admitting 2 requests at a time. Stopped with
+    Ctrl-C's signal at the end: exit 130, as every segcli command interrupted."""
     server = start_server(["--model", onnx_model, "--workers", "2", "--max-queue", "2", "--no-access-log"],
                           cwd=onnx_model.parent, log=tmp_path_factory.mktemp("workers") / "serve.log")
     yield server
-    assert server.stop() == 0, server.log.read_text()[-3000:]
+    assert server.stop(signal.SIGINT) == 130, server.log.read_text()[-3000:]
+    assert "error: interrupted (Ctrl-C)" in server.log.read_text()
 
 
 def _children(pid: int) -> list[int]:
