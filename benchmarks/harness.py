@@ -4,7 +4,8 @@
   `camvid_quarter` and `camvid_test` arrange them as segcli datasets (symlinks, no copies).
   ISBI split used throughout: train 0-19, validation 20-23, test 24-29.
 - the CLI: `segcli` (stdout of `python -m segcli ARGS`), `run` (any command, checked), `wall`
-  (its wall time), `run_segcli` (train under a budget, then evaluate on DATA/test).
+  (its wall time), `spawn` (a long-running one, e.g. `segcli serve`), `run_segcli` (train under a
+  budget, then evaluate on DATA/test).
 - models: `make_checkpoint` (a default-architecture model with random weights, for speed and
   memory benchmarks: they do not depend on the weights' values), `load_generator`.
 - scoring and the peer: `score_test` (a bare model on DATA/test, scored with segcli's own
@@ -133,6 +134,11 @@ def segcli_cmd(*args: object) -> list[str]:
 def segcli(args: Sequence[object], cwd: Optional[Path] = None) -> str:
     """The stdout of `python -m segcli ARGS` (CommandFailed when it fails)."""
     return run(segcli_cmd(*args), cwd).stdout
+
+
+def spawn(cmd: Sequence[object], cwd: Optional[Path] = None, **popen: Any) -> subprocess.Popen:
+    """Start a long-running command (e.g. `segcli serve`) with this repository's segcli first."""
+    return subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=_env(), **popen)
 
 
 def wall(cmd: Sequence[object], ok: tuple[int, ...] = (0,), cwd: Optional[Path] = None) -> float:

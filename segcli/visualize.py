@@ -93,6 +93,15 @@ class Display:
         return np.repeat(x, 3, axis=2) if x.shape[2] == 1 else x
 
 
+def overlay_palette(binary: bool, colors: Optional[Sequence[Sequence[int]]] = None) -> np.ndarray:
+    """(256, 3) uint8: the colour `overlay` blends over each class (binary foreground: red unless
+    classes.txt sets one); class 0 is left unshaded. Legends (the server's page) use it too."""
+    pal = palette(colors)
+    if binary:
+        pal[1] = colors[1] if colors and len(colors) > 1 else (255, 40, 40)
+    return pal
+
+
 def overlay(image: np.ndarray, labels: np.ndarray, binary: bool, alpha: float = 0.45,
             colors: Optional[Sequence[Sequence[int]]] = None, rows: int = 512,
             bands: Sequence[int] = ()) -> np.ndarray:
@@ -100,9 +109,7 @@ def overlay(image: np.ndarray, labels: np.ndarray, binary: bool, alpha: float = 
 
     Works through `rows` rows at a time so a huge image needs no full-size float copies.
     """
-    pal = palette(colors).astype(np.float32)
-    if binary:
-        pal[1] = colors[1] if colors and len(colors) > 1 else (255, 40, 40)
+    pal = overlay_palette(binary, colors).astype(np.float32)
     show = Display(image, bands)
     out = np.empty(labels.shape + (3,), np.uint8)
     for y in range(0, labels.shape[0], rows):

@@ -75,6 +75,15 @@ def test_training_and_inference_meet_only_at_the_checkpoint() -> None:
     assert "segcli.checkpoint" in graph["segcli.train.state"] and "segcli.checkpoint" in graph["segcli.infer.predictor"]
 
 
+def test_the_server_runs_inference_only() -> None:
+    graph = import_graph()
+    served = [m for m in graph if m == "segcli.serve" or m.startswith("segcli.serve.")]
+    assert "segcli.serve.batcher" in served
+    for m in served:
+        crossing = [e for e in graph[m] if e == "segcli.train" or e.startswith("segcli.train.")]
+        assert not crossing, f"{m} imports {crossing}"
+
+
 def _functions(tree: ast.AST):
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):

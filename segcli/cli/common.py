@@ -26,7 +26,8 @@ from segcli.errors import UserError
 # A run's saved config.yaml holds {train: ..., model: ..., data_info: ...}; every command reads
 # train/model, so `segcli check --config runs/train/exp/config.yaml` checks that run's data.
 _RUN_SECTIONS = ("train", "model")
-_COMMAND_SECTIONS = ("train", "model", "data_info", "predict", "evaluate", "export", "check", "info")
+_COMMAND_SECTIONS = ("train", "model", "data_info", "predict", "evaluate", "export", "check", "info",
+                     "serve")
 
 
 def config_option() -> Any:

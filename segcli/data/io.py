@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
-from typing import Protocol, Union, runtime_checkable
+from typing import BinaryIO, Optional, Protocol, Union, runtime_checkable
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -44,7 +45,10 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTS and not path.name.startswith(".")
 
 
-def _open(path: Path, what: str) -> Image.Image:
+def _open(path: Path | BinaryIO, what: str, name: Optional[str] = None) -> Image.Image:
+    """Decode fully (so damage shows here, not later), EXIF orientation applied; `name` stands
+    for the source in messages when it is not a path (an uploaded body)."""
+    where = name or path
     try:
         with warnings.catch_warnings(record=True) as caught:  # PIL warns (not raises) on some damage
             warnings.simplefilter("always")
@@ -57,10 +61,10 @@ def _open(path: Path, what: str) -> Image.Image:
             raise OSError(str(truncated[0].message))
         return im
     except FileNotFoundError:
-        raise DataError(f"{path}: {what} not found") from None
+        raise DataError(f"{where}: {what} not found") from None
     except Exception as e:  # PIL raises many types for broken files
         raise DataError(
-            f"{path}: cannot read {what} ({type(e).__name__}: {e}); re-save it as PNG or remove it"
+            f"{where}: cannot read {what} ({type(e).__name__}: {e}); re-save it as PNG or remove it"
         ) from None
 
 
@@ -95,7 +99,20 @@ def read_image(path: Path) -> np.ndarray:
     stack = stack_header(path) if is_tiff(path) else None
     if stack is not None:
         return read_stack(path, stack)
-    im = _open(path, "image")
+    return _image_array(_open(path, "image"))
+
+
+def decode_image(data: bytes, name: str = "upload") -> np.ndarray:
+    """Encoded image bytes (e.g. an HTTP upload) to exactly the array `read_image` gives for
+    the same file, so a served mask equals the one `segcli predict` writes."""
+    if data[:4] in (b"II*\x00", b"MM\x00*"):  # a TIFF: maybe a multi-band stack
+        stack = stack_header(io.BytesIO(data))
+        if stack is not None:
+            return read_stack(io.BytesIO(data), stack)
+    return _image_array(_open(io.BytesIO(data), "image", name))
+
+
+def _image_array(im: Image.Image) -> np.ndarray:
     mode = im.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
         arr = np.asarray(im).astype(np.uint16)

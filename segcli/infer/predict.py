@@ -100,15 +100,26 @@ def probs_path(mask: Path) -> Path:
     return mask.with_name(mask.stem + "_probs.npy")
 
 
-def save_mask(labels: np.ndarray, binary: bool, path: Path, colors: Optional[list[list[int]]] = None) -> None:
-    """Binary: 8-bit 0/255. Multi-class: 8-bit palette PNG whose values are the class indices."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def mask_image(labels: np.ndarray, binary: bool, colors: Optional[list[list[int]]] = None) -> Image.Image:
+    """Binary: 8-bit 0/255. Multi-class: 8-bit palette image whose values are the class indices.
+
+    One builder for the mask file and the server's answer, so both carry the same bytes."""
     if binary:
-        Image.fromarray(np.multiply(labels, 255, dtype=np.uint8), "L").save(path)
-    else:
-        im = Image.fromarray(labels.astype(np.uint8, copy=False), "P")
-        im.putpalette(palette(colors).ravel().tolist())
-        im.save(path)
+        return Image.fromarray(np.multiply(labels, 255, dtype=np.uint8), "L")
+    im = Image.fromarray(labels.astype(np.uint8, copy=False), "P")
+    im.putpalette(palette(colors).ravel().tolist())
+    return im
+
+
+def save_mask(labels: np.ndarray, binary: bool, path: Path, colors: Optional[list[list[int]]] = None) -> None:
+    """The mask as an image file, its format from the suffix (PNG by default; see `mask_image`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mask_image(labels, binary, colors).save(path)
+
+
+def class_fractions(labels: np.ndarray, num_classes: int) -> list[float]:
+    """Each class's share of the mask's pixels (6 decimals), as `predict --json` reports them."""
+    return (np.bincount(labels.ravel(), minlength=num_classes)[:num_classes] / labels.size).round(6).tolist()
 
 
 def _pixels(path: Path) -> int:
@@ -152,7 +163,7 @@ def run_predict(
                 s.probs.flush()
             else:
                 np.save(res.probs, s.probs)
-        res.fractions = (np.bincount(s.labels.ravel(), minlength=k)[:k] / s.labels.size).round(6).tolist()
+        res.fractions = class_fractions(s.labels, k)
         res.seconds = round(s.item.seconds + s.seconds + time.perf_counter() - t0, 4)
         return res
 
