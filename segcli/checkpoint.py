@@ -51,9 +51,10 @@ class Checkpoint:
     data_summary: dict[str, Any] = field(default_factory=dict)  # split sizes, class pixels, class weights
     opt_g: Optional[StateDict] = None  # optimizer states: last.pt only (what --resume needs)
     opt_d: Optional[StateDict] = None
-    # with --ema, `generator` holds the weights' moving average; last.pt also keeps the raw
-    # weights that training continues from, and how many updates the average has seen
+    # with --ema, `generator` holds whichever of the raw weights and their moving average validated
+    # better; last.pt also keeps both (training continues the raw ones) and the average's update count
     train_generator: Optional[StateDict] = None
+    ema_generator: Optional[StateDict] = None
     ema_updates: int = 0
     finished: bool = False
     segcli_version: str = __version__

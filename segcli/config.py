@@ -53,6 +53,8 @@ class ModelConfig:
     encoder: str = "auto"  # resnet18, or unet when base_channels/depth are changed (recorded resolved)
     base_channels: int = 32
     depth: int = 4
+    # widths of the decoder blocks, deepest first; [] = the encoder's own (ResNets: 256 128 64 32 16, as smp)
+    decoder_channels: list[int] = field(default_factory=list)
     discriminator: str = "patch"
     disc_channels: int = 32
 

@@ -39,6 +39,7 @@ def train(
     weights: Optional[str] = typer.Option(None, help="Local state-dict file of ImageNet weights for a ResNet encoder (offline)."),
     base_channels: int = typer.Option(_M.base_channels, help="U-Net width at full resolution."),
     depth: int = typer.Option(_M.depth, help="U-Net depth (number of downsamplings)."),
+    decoder_channels: Optional[str] = typer.Option(None, help="Decoder block widths, deepest first, e.g. 128,64,32,16,16 (default: the encoder's own)."),
     lr_g: float = typer.Option(_T.lr_g, "--lr", "--lr-g", help="Generator learning rate."),
     lr_d: float = typer.Option(_T.lr_d, help="Discriminator learning rate."),
     ema: float = typer.Option(_T.ema, help="Decay of the moving average of the generator's weights, which is what is validated and saved (0: off)."),
@@ -118,6 +119,7 @@ def _configs(params: dict, rest: dict, config: Optional[str]) -> tuple[TrainConf
     values = {**{k: v for k, v in rest.items() if k in fields_t | fields_m}, **params}
     warn_unknown(config, [k for k in rest if k not in fields_t | fields_m | {"data_info"}])
     cfg = TrainConfig(**{k: v for k, v in values.items() if k in fields_t})
+    values["decoder_channels"] = _int_list("--decoder-channels", values.get("decoder_channels"))
     mcfg = ModelConfig(**{k: v for k, v in values.items() if k in fields_m})
     return cfg, mcfg
 
@@ -142,3 +144,19 @@ def _report(result) -> None:
     if not console.QUIET:
         err().print(summary_table("training finished", rows))
     out().print(str(result.run_dir))
+
+
+def _int_list(option: str, text: object) -> list[int]:
+    """'128,64,32' (or a list from a config file) -> [128, 64, 32]; None -> []."""
+    from segcli.errors import UserError
+
+    if text in (None, "", []):
+        return []
+    parts = text if isinstance(text, list) else str(text).replace(" ", "").split(",")
+    try:
+        values = [int(p) for p in parts]
+    except (TypeError, ValueError):
+        values = []
+    if not values or min(values) < 1:
+        raise UserError(f"{option} {text}: positive whole numbers separated by commas, e.g. 128,64,32,16,16")
+    return values

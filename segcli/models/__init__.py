@@ -74,7 +74,11 @@ def build_generator(cfg: ModelConfig, info: DataInfo) -> Any:
     from segcli.models.unet import Generator
 
     encoder = lookup(ENCODERS, resolve_encoder(cfg), "encoder")(info.in_channels, cfg)
-    return Generator(encoder, info.out_channels)
+    blocks = len(encoder.strides) - 1 + (encoder.strides[0] > 1)  # up to stride 1
+    if cfg.decoder_channels and len(cfg.decoder_channels) != blocks:
+        raise UserError(f"--decoder-channels {','.join(map(str, cfg.decoder_channels))}: the {resolve_encoder(cfg)} "
+                        f"decoder has {blocks} blocks; give {blocks} widths, deepest first")
+    return Generator(encoder, info.out_channels, cfg.decoder_channels)
 
 
 def mask_channels(info: DataInfo) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -116,10 +118,11 @@ class Generator(nn.Module):
     shape arithmetic).
     """
 
-    def __init__(self, encoder: nn.Module, out_channels: int) -> None:
+    def __init__(self, encoder: nn.Module, out_channels: int, decoder_channels: Optional[list[int]] = None) -> None:
         super().__init__()
         self.encoder = encoder
-        self.decoder = UNetDecoder(encoder.out_channels, encoder.strides, getattr(encoder, "decoder_channels", None))
+        widths = list(decoder_channels or []) or getattr(encoder, "decoder_channels", None)
+        self.decoder = UNetDecoder(encoder.out_channels, encoder.strides, widths)
         self.head = nn.Conv2d(self.decoder.out_channels, out_channels, 1)
         self.output = OutputSpec(binary=out_channels == 1, num_classes=max(2, out_channels),
                                  size_multiple=encoder.strides[-1])

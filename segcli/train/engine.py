@@ -33,7 +33,7 @@ from segcli.train.state import Run, seed_everything, setup
 
 SAMPLES = 4  # validation images in plots/val_samples.png
 CSV_FIELDS = ["epoch", "g_loss", "g_seg", "g_adv", "d_loss", "val_mIoU", "val_Dice", "lr_g", "lr_d", "seconds",
-              "train_seconds", "semi_pixels"]
+              "train_seconds", "semi_pixels", "ema"]
 LOSS_KEYS = ("g_loss", "g_seg", "g_adv", "d_loss")
 
 
@@ -85,7 +85,7 @@ def fit(run: Run, cb: Callbacks) -> TrainResult:
         final = bool(stopped) or clock.must_stop() or epoch + 1 == cfg.epochs
         # under --time validation may cost at most ~10% of the budget: short epochs skip it
         metrics = validate_run(run) if clock.budget is None or final or run.since_val >= 9 * clock.val_cost else None
-        row.update(val_mIoU=metrics["mIoU"] if metrics else float("nan"), val_Dice=metrics["mDice"] if metrics else float("nan"))
+        row.update(_validation_columns(metrics))
         row["seconds"] = round(time.monotonic() - t_epoch, 3)
         if run.unlabeled is not None:
             row["semi_pixels"] = run.unlabeled.share  # the pseudo-labels this epoch trained on
@@ -102,6 +102,12 @@ def fit(run: Run, cb: Callbacks) -> TrainResult:
     result = finish(run, stopped)
     cb.on_finish(result)
     return result
+
+
+def _validation_columns(metrics: Optional[dict[str, Any]]) -> dict[str, Any]:
+    if metrics is None:  # an epoch without validation (short epochs under --time)
+        return {"val_mIoU": float("nan"), "val_Dice": float("nan")}
+    return {"val_mIoU": metrics["mIoU"], "val_Dice": metrics["mDice"], **({"ema": metrics["ema"]} if "ema" in metrics else {})}
 
 
 def train_one_epoch(run: Run, epoch: int, cb: Callbacks) -> EpochResult:
@@ -188,9 +194,17 @@ def validate_run(run: Run) -> dict[str, Any]:
     """Validate the run's generator (all processes' parts together); remembers what it cost, and
     the first few images' masks for the run's plot of validation samples."""
     t_val = time.monotonic()
-    run.ctx.average_buffers(run.model)
-    metrics, kept = validate(run.model, run.val_dl, run.info.num_classes, run.device, run.precision, keep=SAMPLES,
-                             reduce=run.ctx.sum_array)
+    candidates = [run.gen] + ([run.ema.module] if run.ema is not None else [])
+    scored = []
+    for model in candidates:
+        run.ctx.average_buffers(model)
+        scored.append(validate(model, run.val_dl, run.info.num_classes, run.device, run.precision, keep=SAMPLES,
+                               reduce=run.ctx.sum_array))
+    fits = [m["mIoU"] if np.isfinite(m["mIoU"]) else -1.0 for m, _ in scored]
+    run.use_ema = len(fits) > 1 and fits[1] > fits[0]  # the same on every process: the metrics are summed
+    metrics, kept = scored[int(run.use_ema)]
+    if run.ema is not None:
+        metrics = {**metrics, "ema": int(run.use_ema)}
     run.clock.val_cost, run.since_val = run.ctx.agree(time.monotonic() - t_val), 0.0
     order = [i for batch in run.val_dl.batch_sampler for i in batch]
     run.samples = [(idx, truth, pred) for (_, truth, pred), idx in zip(kept, order)]
@@ -221,6 +235,7 @@ def save_epoch(run: Run, epoch: int, metrics: dict[str, Any], improved: bool, fi
             ckpt.save(run.weights / "best.pt")
         run.last = ckpt.replace(opt_g=run.opt_g.state_dict(), opt_d=run.opt_d.state_dict() if run.opt_d else None,
                                 finished=finished, train_generator=run.gen.state_dict() if run.ema else None,
+                                ema_generator=run.ema.module.state_dict() if run.ema else None,
                                 ema_updates=run.ema.updates if run.ema else 0)
         run.last.save(run.weights / "last.pt")
         atomic_write_bytes(run.run_dir / "metrics.csv", csv_text(run.history).encode())

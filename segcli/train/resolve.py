@@ -126,6 +126,10 @@ def _check_model(mcfg: ModelConfig) -> None:
     if mcfg.encoder != "auto":
         lookup(ENCODERS, mcfg.encoder, "encoder")
     lookup(DISCRIMINATORS, mcfg.discriminator, "discriminator")
+    blocks = mcfg.depth if resolve_encoder(mcfg) == "unet" else 5  # decoder blocks up to stride 1
+    if mcfg.decoder_channels and len(mcfg.decoder_channels) != blocks:
+        raise UserError(f"--decoder-channels {','.join(map(str, mcfg.decoder_channels))}: the {resolve_encoder(mcfg)} "
+                        f"decoder has {blocks} blocks; give {blocks} widths, deepest first")
 
 
 def resume_state(path: Optional[str], project: str) -> tuple[TrainConfig, ModelConfig, Optional[Checkpoint]]:

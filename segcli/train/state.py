@@ -94,10 +94,12 @@ class Run:
     def weights(self) -> Path:
         return self.run_dir / "weights"
 
+    use_ema: bool = False  # the latest validation scored the weights' moving average higher
+
     @property
     def model(self) -> torch.nn.Module:
-        """The generator users get: the weights' moving average with --ema, else the weights."""
-        return self.ema.module if self.ema is not None else self.gen
+        """The generator users get: the moving average when it validated better, else the weights."""
+        return self.ema.module if self.ema is not None and self.use_ema else self.gen
 
     def checkpoint(self, epoch: int, metrics: dict[str, float]) -> Checkpoint:
         """This epoch's best.pt (last.pt adds the optimizer states and the raw weights)."""
@@ -182,8 +184,9 @@ def _models(cfg: TrainConfig, mcfg: ModelConfig, info: DataInfo, ctx: distribute
 def _restore(run: Run, ckpt: Checkpoint) -> None:
     """Weights (and their average), optimizer states, history and the best-so-far from a last.pt."""
     run.gen.load_state_dict(ckpt.train_generator if ckpt.train_generator is not None else ckpt.generator)
-    if run.ema is not None:
-        run.ema.load(ckpt.generator, ckpt.ema_updates)
+    if run.ema is not None and ckpt.ema_generator is not None:
+        run.ema.load(ckpt.ema_generator, ckpt.ema_updates)
+        run.use_ema = bool(run.history and run.history[-1].get("ema") == 1)
     if run.disc is not None and ckpt.discriminator is not None:
         run.disc.load_state_dict(ckpt.discriminator)
     run.opt_g.load_state_dict(ckpt.opt_g)
