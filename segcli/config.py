@@ -93,10 +93,14 @@ class TrainConfig:
     loss: str = "ce"  # ce | focal (CE/BCE down-weighting easy pixels by (1 - p)^gamma); + Dice either way
     focal_gamma: float = 2.0
     unlabeled: Optional[str] = None
-    semi_threshold: float = 0.2
-    semi_weight: float = 0.1
+    semi: str = "consistency"  # how the unlabeled images teach: consistency | adversarial
+    # None: the method's own (consistency: teacher confidence 0.9, weight 1; adversarial: D confidence 0.2, weight 0.1)
+    semi_threshold: Optional[float] = None
+    semi_weight: Optional[float] = None
+    semi_every: int = 2  # consistency: an unlabeled batch (half the labelled one) on every N-th step
+    semi_gate: str = "none"  # consistency: "discriminator" also requires D to find the teacher's mask real
     semi_adv_weight: float = 0.001
-    # epochs before the unlabeled images join; -1: once validation stops improving (train.semi.StartRule)
+    # adversarial: epochs before the unlabeled images join; -1: once validation stops improving (train.semi.StartRule)
     semi_start: float = -1.0
     pretrained: bool = False
     weights: Optional[str] = None

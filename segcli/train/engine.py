@@ -27,7 +27,8 @@ from segcli.metrics import ConfusionMatrix
 from segcli.models import OutputSpec
 from segcli.train import distributed, safety
 from segcli.train.callbacks import Callbacks
-from segcli.train.gan import train_step
+from segcli.train.consistency import ConsistencySet, consistency_term
+from segcli.train.gan import UnlabeledTerm, train_step
 from segcli.train.schedule import lr_at, ramp, set_lr
 from segcli.train.state import Run, seed_everything, setup
 
@@ -88,7 +89,7 @@ def fit(run: Run, cb: Callbacks) -> TrainResult:
         row.update(_validation_columns(metrics))
         row["seconds"] = round(time.monotonic() - t_epoch, 3)
         if run.unlabeled is not None:
-            row["semi_pixels"] = run.unlabeled.share  # the pseudo-labels this epoch trained on
+            row["semi_pixels"] = run.unlabeled.pixel_share()  # the pseudo-labels this epoch trained on
         run.history.append(row)
         if metrics is not None:
             cb.on_validation(epoch + 1, _samples(run, run.samples))
@@ -102,6 +103,20 @@ def fit(run: Run, cb: Callbacks) -> TrainResult:
     result = finish(run, stopped)
     cb.on_finish(result)
     return result
+
+
+def _unlabeled_term(run: Run, batch: tuple[torch.Tensor, torch.Tensor]) -> UnlabeledTerm:
+    """The semi-supervised loss of one unlabeled batch, for the G step to compute."""
+    image = batch[0].to(run.device, non_blocking=True, memory_format=torch.channels_last)
+    # the bare modules under DDP: their gradients still reach the same all-reduce hooks
+    gen = getattr(run.gen_t, "module", run.gen_t)
+    disc = getattr(run.disc_t, "module", run.disc_t)
+    if isinstance(run.unlabeled, ConsistencySet):
+        teacher = run.ema.module if run.ema is not None else gen
+        gate = disc if run.unlabeled.settings.gate == "discriminator" else None
+        return consistency_term(gen, teacher, image, run.unlabeled.settings, run.precision.autocast, gate, run.cfg.gan)
+    pseudo = batch[1].to(run.device, non_blocking=True)
+    return run.unlabeled.term(gen, run.disc, image, pseudo, run.cfg.gan, run.precision.autocast)
 
 
 def _validation_columns(metrics: Optional[dict[str, Any]]) -> dict[str, Any]:
@@ -123,7 +138,7 @@ def train_one_epoch(run: Run, epoch: int, cb: Callbacks) -> EpochResult:
     sums: dict[str, Any] = {}
     counts: dict[str, int] = {}  # with --d-every, the D losses exist on some steps only
     unl = run.unlabeled
-    unlabeled_iter = unl.batches(epoch) if unl is not None and unl.started else None
+    unlabeled_iter = unl.batches(epoch) if unl is not None and unl.started is not None else None
     stopped = ""
     for i, (image, labels) in enumerate(run.train_dl):
         if clock.must_stop():
@@ -137,14 +152,13 @@ def train_one_epoch(run: Run, epoch: int, cb: Callbacks) -> EpochResult:
         image = image.to(run.device, non_blocking=True, memory_format=torch.channels_last)
         labels = labels.to(run.device, non_blocking=True)
         gan_now = run.disc_t is not None and (epoch * steps + i) % cfg.d_every == 0
-        unlabeled = None
-        if unlabeled_iter is not None and gan_now:
-            u_image, u_labels = next(unlabeled_iter)
-            unlabeled = (u_image.to(run.device, non_blocking=True, memory_format=torch.channels_last),
-                         u_labels.to(run.device, non_blocking=True))
+        term = None
+        if unlabeled_iter is not None and unl.wants_batch(epoch * steps + i, gan_now):
+            term = _unlabeled_term(run, next(unlabeled_iter))
         losses = train_step(run.gen_t, run.disc_t if gan_now else None, run.opt_g, run.opt_d, image, labels,
-                            run.settings, adv_w, run.precision.autocast, run.scalers, unlabeled,
-                            unl.settings if unl is not None else None)
+                            run.settings, adv_w, run.precision.autocast, run.scalers, term)
+        if unl is not None:
+            unl.record(losses)
         if run.ema is not None:
             run.ema.update(run.gen)
         for k, v in losses.items():

@@ -17,9 +17,10 @@ from segcli.data.io import IGNORE
 from segcli.models import class_probabilities
 from segcli.train.frozen import frozen
 from segcli.train.losses import adversarial_loss, generator_adv_loss, one_hot, segmentation_loss
-from segcli.train.semi import SemiSettings, unlabeled_terms
 
 Autocast = Callable[[], AbstractContextManager]
+# The semi-supervised loss of an unlabeled batch and its logged parts, computed on demand
+UnlabeledTerm = Callable[[], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
 
 @dataclass
@@ -132,27 +133,24 @@ def train_step(
     adv_weight: float,
     autocast: Autocast = nullcontext,
     scalers: tuple[Optional[torch.amp.GradScaler], Optional[torch.amp.GradScaler]] = (None, None),
-    unlabeled: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
-    semi: Optional[SemiSettings] = None,
+    unlabeled: Optional[UnlabeledTerm] = None,
 ) -> dict[str, torch.Tensor]:
     """G forward, D step on the detached fake, G step with D frozen.
 
-    With an `unlabeled` batch (images, pseudo-labels), G runs a separate pass over it, as
-    AdvSemiSeg does (one pass over both batches shares BatchNorm statistics between them, which
-    cost 0.11 ISBI test mIoU with both unlabeled losses at zero); D learns from the labeled
-    pairs only, and G also gets the semi-supervised terms.
+    `unlabeled` computes the semi-supervised loss of an unlabeled batch (segcli.train.consistency,
+    segcli.train.semi): G runs a separate pass over that batch (one pass over both batches shares
+    BatchNorm statistics between them, which cost 0.11 ISBI test mIoU); D learns from the
+    labelled pairs only.
     """
     with autocast():
         logits = gen(image)
-        # the bare module under DDP: its gradients still reach the same all-reduce hooks
-        out_u = getattr(gen, "module", gen)(unlabeled[0]) if unlabeled is not None else None
     losses: dict[str, torch.Tensor] = {}
     if disc is not None and opt_d is not None and s.gan != "none":
         fake = class_probabilities(logits.float())
         losses.update(discriminator_step(disc, opt_d, image, labels, fake, s, autocast, scalers[1]))
     extra = None
-    if unlabeled is not None and disc is not None and semi is not None:
-        extra, semi_out = unlabeled_terms(disc, *unlabeled, out_u, s.gan, semi, autocast)
+    if unlabeled is not None:
+        extra, semi_out = unlabeled()
         losses.update(semi_out)
     losses.update(generator_step(disc, opt_g, image, logits, labels, s, adv_weight, autocast, scalers[0], extra))
     return losses

@@ -6,7 +6,7 @@ Under torchrun each process loads its part of every global batch and of the vali
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch.utils.data import DataLoader
@@ -41,10 +41,12 @@ def train_transform(cfg: TrainConfig, info: DataInfo) -> Any:
     return train_transforms(cfg.img_size, info.mean, info.std, info.in_channels, bool(cfg.orientation_free), cfg.augment)
 
 
-def train_loader(ds: SegDataset, cfg: TrainConfig, ctx: distributed.Context, seed: int) -> DataLoader:
-    """Shuffled crops of `ds` in this process's share of each global batch; set_epoch() reshuffles."""
+def train_loader(ds: SegDataset, cfg: TrainConfig, ctx: distributed.Context, seed: int,
+                 batch_size: Optional[int] = None) -> DataLoader:
+    """Shuffled crops of `ds` in this process's share of each global batch (`batch_size`, default the
+    run's); set_epoch() reshuffles."""
     sampler = distributed.train_sampler(ds, seed, ctx)
-    batch = ctx.local_batch(cfg.batch_size)
+    batch = ctx.local_batch(batch_size or cfg.batch_size)
     return DataLoader(
         ds, batch_size=batch, sampler=sampler, drop_last=len(sampler) >= batch,
         num_workers=cfg.workers, persistent_workers=cfg.workers > 0, pin_memory=torch.cuda.is_available(),

@@ -27,6 +27,7 @@ from segcli.visualize import default_bands, parse_bands
 # in memory; without a cap a typo like --depth 12 allocates tens of GB before saying anything.
 MAX_WIDTH = 4096
 EPOCHS, EPOCH_CAP_WITH_TIME = 50, 1000
+SEMI_DEFAULTS = {"consistency": (0.9, 1.0), "adversarial": (0.2, 0.1)}  # (threshold, weight) of each method
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ def resolve(cfg: TrainConfig, mcfg: ModelConfig, info: DataInfo, train_sizes: Se
         # have no 'up'; photos do
         orientation_free=info.in_channels != 3 if cfg.orientation_free is None else cfg.orientation_free,
         logger=resolve_logger(cfg.logger),
+        semi_threshold=cfg.semi_threshold if cfg.semi_threshold is not None else SEMI_DEFAULTS[cfg.semi][0],
+        semi_weight=cfg.semi_weight if cfg.semi_weight is not None else SEMI_DEFAULTS[cfg.semi][1],
     )
     data = info if stats is None else replace(info, mean=list(stats[0]), std=list(stats[1]))
     bands = parse_bands(cfg.bands, info.in_channels) if cfg.bands else info.bands or default_bands(info.in_channels)
@@ -110,8 +113,18 @@ def check_options(cfg: TrainConfig, mcfg: ModelConfig) -> None:
     _check_model(mcfg)
     if cfg.unlabeled and not Path(cfg.unlabeled).is_dir():
         raise UserError(f"--unlabeled {cfg.unlabeled}: folder not found; pass a folder of images without masks")
-    if cfg.unlabeled and cfg.gan == "none":
-        raise UserError("--unlabeled needs a discriminator: use --gan lsgan|vanilla|hinge, not none")
+    if cfg.semi not in SEMI_DEFAULTS:
+        raise UserError(f"--semi '{cfg.semi}': expected consistency or adversarial")
+    if cfg.semi_gate not in ("none", "discriminator"):
+        raise UserError(f"--semi-gate '{cfg.semi_gate}': expected none or discriminator")
+    _number("semi_every", cfg.semi_every, 1)
+    for name in ("semi_threshold", "semi_weight"):
+        if getattr(cfg, name) is not None:
+            _number(name, getattr(cfg, name), 0, 1 if name == "semi_threshold" else math.inf)
+    needs_d = cfg.semi == "adversarial" or cfg.semi_gate == "discriminator"
+    if cfg.unlabeled and cfg.gan == "none" and needs_d:
+        raise UserError(f"--unlabeled with --semi {cfg.semi}" + (" --semi-gate discriminator" if cfg.semi_gate != "none" else "")
+                        + " needs a discriminator: use --gan lsgan|vanilla|hinge, not none")
 
 
 def _check_model(mcfg: ModelConfig) -> None:

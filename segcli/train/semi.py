@@ -22,7 +22,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -167,6 +167,24 @@ class UnlabeledSet:
         teacher = copy.deepcopy(gen)
         teacher.load_state_dict(Checkpoint.load(best).generator)
         return teacher
+
+    def wants_batch(self, step: int, gan_now: bool) -> bool:
+        return gan_now  # the unlabeled terms need D: on the steps that run it
+
+    def record(self, losses: dict) -> None:
+        return None
+
+    def pixel_share(self) -> float:
+        return self.share
+
+    def term(self, gen: nn.Module, disc: nn.Module, image: torch.Tensor, pseudo: torch.Tensor, gan: str,
+             autocast) -> Callable[[], tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+        """The unlabeled batch's adversarial and self-training terms, computed when the G step asks."""
+        def run() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            with autocast():
+                logits = gen(image)  # a separate pass: the labelled batch's BatchNorm statistics stay its own
+            return unlabeled_terms(disc, image, pseudo, logits, gan, self.settings, autocast)
+        return run
 
     def summary(self) -> str:
         if self.started is None:

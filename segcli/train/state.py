@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ from segcli.train.gan import StepSettings
 from segcli.train.loaders import build_loaders, load_datasets
 from segcli.train.resolve import check_options, resolve
 from segcli.train.schedule import Clock
+from segcli.train.consistency import ConsistencySet, ConsistencySettings
 from segcli.train.semi import SemiSettings, UnlabeledSet
 
 
@@ -74,7 +75,7 @@ class Run:
     settings: StepSettings
     train_dl: DataLoader
     val_dl: DataLoader
-    unlabeled: Optional[UnlabeledSet]
+    unlabeled: Optional[Union[UnlabeledSet, ConsistencySet]]
     ema: Optional[ModelEMA]
     run_dir: Path
     data_summary: dict[str, Any]
@@ -141,8 +142,7 @@ def setup(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, resume:
     gen, disc = _models(cfg, mcfg, info, ctx, resume)
     opt_g = torch.optim.AdamW(gen.parameters(), lr=cfg.lr_g, weight_decay=cfg.weight_decay)
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=(0.5, 0.999)) if disc is not None else None
-    semi = SemiSettings(cfg.semi_threshold, cfg.semi_weight, cfg.semi_adv_weight, cfg.semi_start)
-    unlabeled = UnlabeledSet(cfg, info, ctx, ctx.device, precision.autocast, semi) if cfg.unlabeled else None
+    unlabeled = _unlabeled(cfg, info, ctx, precision) if cfg.unlabeled else None
     train_pixels = class_pixel_counts(MaskStats(pixels=prep.train_pixels), info)
     class_weights = resolve_class_weights(cfg.class_weights, train_pixels, info.num_classes)
     settings = StepSettings(cfg.gan, cfg.adv_weight, cfg.label_smoothing, cfg.onehot_tau, class_weights,
@@ -163,6 +163,16 @@ def setup(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, resume:
         unlabeled.resume(run.history, cfg.epochs, budget, run.weights / "best.pt", gen, disc)
     run.gen_t, run.disc_t = ctx.wrap(gen), ctx.wrap(disc)  # DDP after any resumed weights are loaded
     return run
+
+
+def _unlabeled(cfg: TrainConfig, info: DataInfo, ctx: distributed.Context,
+               precision: Precision) -> Union[UnlabeledSet, ConsistencySet]:
+    """The unlabeled images and how they teach (--semi)."""
+    if cfg.semi == "consistency":
+        settings = ConsistencySettings(cfg.semi_threshold, cfg.semi_weight, cfg.semi_every, cfg.semi_gate)
+        return ConsistencySet(cfg, info, ctx, settings)
+    semi = SemiSettings(cfg.semi_threshold, cfg.semi_weight, cfg.semi_adv_weight, cfg.semi_start)
+    return UnlabeledSet(cfg, info, ctx, ctx.device, precision.autocast, semi)
 
 
 def _models(cfg: TrainConfig, mcfg: ModelConfig, info: DataInfo, ctx: distributed.Context,

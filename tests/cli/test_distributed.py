@@ -180,7 +180,7 @@ def test_loader_workers_do_not_change_results(binary_data: Path, tmp_path: Path)
 def test_semi_supervised_under_torchrun(ddp_runs: dict, tmp_path: Path) -> None:
     """--unlabeled with two processes: both relabel together (rank 0 decides when) and finish."""
     data: Path = ddp_runs["data"]
-    r = _torchrun(["train", data, "--unlabeled", data / "images", "--semi-start", "1", "--semi-threshold", "0",
+    r = _torchrun(["train", data, "--unlabeled", data / "images", "--semi", "adversarial", "--semi-start", "1", "--semi-threshold", "0",
                    "--d-every", "1", *ARGS[:2], *ARGS[4:]], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     share = [float(row["semi_pixels"]) for row in _rows(tmp_path / "runs/train/exp")]

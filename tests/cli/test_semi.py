@@ -1,4 +1,4 @@
-"""Semi-supervised adversarial training (--unlabeled) through the CLI."""
+"""Semi-supervised training (--unlabeled: consistency by default, --semi adversarial) through the CLI."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tests.conftest import TINY, run_cli
 
 
 def test_unlabeled_folder_trains_and_records_pseudo_label_share(binary_data: Path, tmp_path: Path) -> None:
-    r = run_cli(["train", binary_data, "--unlabeled", binary_data / "images", "--discriminator", "pixel",
+    r = run_cli(["train", binary_data, "--unlabeled", binary_data / "images", "--semi", "adversarial", "--discriminator", "pixel",
                  "--epochs", "2", "--semi-start", "1", "--semi-threshold", "0.0", "--d-every", "1", *TINY], cwd=tmp_path)
     assert r.code == 0, r.err
     with open(tmp_path / "runs/train/exp/metrics.csv") as f:
@@ -26,7 +26,7 @@ def test_unlabeled_folder_trains_and_records_pseudo_label_share(binary_data: Pat
 def test_unlabeled_images_join_at_a_plateau_by_default(binary_data: Path, tmp_path: Path) -> None:
     """--lr 1e-9: validation stops improving, so the unlabeled images join after a quarter of the
     run and 3 stale validations (epoch 4 of 8 at the earliest); the summary says when."""
-    r = run_cli(["train", binary_data, "--unlabeled", binary_data / "images", "--epochs", "8", "--lr", "1e-9",
+    r = run_cli(["train", binary_data, "--unlabeled", binary_data / "images", "--semi", "adversarial", "--epochs", "8", "--lr", "1e-9",
                  "--semi-threshold", "0.0", "--d-every", "1", *TINY], cwd=tmp_path)
     assert r.code == 0, r.err
     with open(tmp_path / "runs/train/exp/metrics.csv") as f:
@@ -36,10 +36,26 @@ def test_unlabeled_images_join_at_a_plateau_by_default(binary_data: Path, tmp_pa
     assert f"self-training from epoch {first}" in " ".join(r.err.split())
 
 
-def test_unlabeled_needs_a_discriminator(binary_data: Path, tmp_path: Path) -> None:
-    r = run_cli(["train", binary_data, "--unlabeled", binary_data / "images", "--gan", "none", "--epochs", "1",
-                 *TINY], cwd=tmp_path)
-    assert r.code == 2 and "--unlabeled" in r.err
+def test_adversarial_semi_needs_a_discriminator(binary_data: Path, tmp_path: Path) -> None:
+    r = run_cli(["train", binary_data, "--unlabeled", binary_data / "images", "--semi", "adversarial", "--gan", "none",
+                 "--epochs", "1", *TINY], cwd=tmp_path)
+    assert r.code == 2 and "--unlabeled" in r.err and "discriminator" in r.err
+
+
+def test_consistency_is_the_default_and_says_so(binary_data: Path, tmp_path: Path) -> None:
+    """The default method needs no D (works with --gan none too), records the pseudo-labelled share
+    of each epoch, and names itself in the summary and in the run's config."""
+    import yaml
+
+    r = run_cli(["train", binary_data, "--unlabeled", binary_data / "images", "--epochs", "2", "--gan", "none",
+                 "--semi-threshold", "0.0", "--ema", "0.9", *TINY], cwd=tmp_path)
+    assert r.code == 0, r.err
+    with open(tmp_path / "runs/train/exp/metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert all(float(row["semi_pixels"]) == 1.0 for row in rows)  # threshold 0: every pixel taught
+    saved = yaml.safe_load((tmp_path / "runs/train/exp/config.yaml").read_text())["train"]
+    assert saved["semi"] == "consistency" and saved["semi_threshold"] == 0.0 and saved["semi_weight"] == 1.0
+    assert "consistency with a teacher" in " ".join(r.err.split())
 
 
 def test_missing_unlabeled_folder_is_named(binary_data: Path, tmp_path: Path) -> None:
@@ -49,8 +65,8 @@ def test_missing_unlabeled_folder_is_named(binary_data: Path, tmp_path: Path) ->
 
 def test_resumed_run_keeps_self_training(binary_data: Path, tmp_path: Path) -> None:
     """After --resume the pseudo-labels come back at once (from best.pt), not at the next improvement."""
-    r = run_cli(["train", binary_data, "--unlabeled", binary_data / "images", "--epochs", "2", "--semi-start", "1",
-                 "--semi-threshold", "0.0", "--d-every", "1", *TINY], cwd=tmp_path)
+    r = run_cli(["train", binary_data, "--unlabeled", binary_data / "images", "--semi", "adversarial", "--epochs", "2",
+                 "--semi-start", "1", "--semi-threshold", "0.0", "--d-every", "1", *TINY], cwd=tmp_path)
     assert r.code == 0, r.err
     last = tmp_path / "runs/train/exp/weights/last.pt"
     ckpt = torch.load(last, weights_only=True)

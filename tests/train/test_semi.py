@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from segcli.train.gan import StepSettings, train_step
-from segcli.train.semi import SemiSettings
+from segcli.train.semi import SemiSettings, unlabeled_terms
 
 
 def test_self_training_learns_only_from_pseudo_labelled_pixels() -> None:
@@ -22,8 +22,11 @@ def test_self_training_learns_only_from_pseudo_labelled_pixels() -> None:
     opt_g, opt_d = torch.optim.Adam(g.parameters()), torch.optim.Adam(d.parameters())
     x, y, u = torch.randn(2, 1, 32, 32), torch.randint(0, 3, (2, 32, 32)), torch.randn(2, 1, 32, 32)
     none = torch.full((2, 32, 32), 255)
-    before = train_step(g, d, opt_g, opt_d, x, y, StepSettings(), 0.01, unlabeled=(u, none), semi=SemiSettings())
-    after = train_step(g, d, opt_g, opt_d, x, y, StepSettings(), 0.01, unlabeled=(u, y), semi=SemiSettings())
+    def term(pseudo):
+        return lambda: unlabeled_terms(d, u, pseudo, g(u), "lsgan", SemiSettings())
+
+    before = train_step(g, d, opt_g, opt_d, x, y, StepSettings(), 0.01, unlabeled=term(none))
+    after = train_step(g, d, opt_g, opt_d, x, y, StepSettings(), 0.01, unlabeled=term(y))
     assert float(before["semi_ce"]) == 0.0 and float(after["semi_ce"]) > 0
 
 
@@ -46,8 +49,8 @@ def test_unlabeled_batch_does_not_touch_the_labeled_pass() -> None:
     for unlabeled in (None, u):
         gc, dc = copy.deepcopy(g), copy.deepcopy(d)
         opt_g, opt_d = torch.optim.Adam(gc.parameters()), torch.optim.Adam(dc.parameters())
-        out = train_step(gc, dc, opt_g, opt_d, x, y, StepSettings(), 0.01,
-                         unlabeled=None if unlabeled is None else (unlabeled, y), semi=SemiSettings())
+        term = None if unlabeled is None else (lambda: unlabeled_terms(dc, unlabeled, y, gc(unlabeled), "lsgan", SemiSettings()))
+        out = train_step(gc, dc, opt_g, opt_d, x, y, StepSettings(), 0.01, unlabeled=term)
         seg.append(float(out["g_seg"]))
     assert seg[0] == pytest.approx(seg[1], abs=1e-6)
 
@@ -88,3 +91,35 @@ def test_start_rule(start: float, fits: list[float], expected) -> None:
     rule = StartRule(start)
     started = next((e for e, fit in enumerate(fits, 1) if rule.check(e, e / len(fits), fit)), None)
     assert started == expected
+
+
+def test_strong_view_mixes_images_and_pseudo_labels_alike() -> None:
+    from segcli.train.consistency import ConsistencySettings, strong_view
+
+    torch.manual_seed(0)
+    n, h, w = 4, 16, 16
+    x = torch.arange(n).float().view(n, 1, 1, 1).expand(n, 1, h, w).clone()  # image i is constant i
+    y = torch.arange(n).view(n, 1, 1).expand(n, h, w).clone()  # and so is its label
+    xs, ys = strong_view(x, y, ConsistencySettings(jitter=0.0, blur=0.0, cutmix=1.0))
+    assert torch.equal(xs[:, 0].round().long(), ys)  # every pasted pixel brought its own label
+    assert (ys != y).any() and torch.equal(x[:, 0].long(), y)  # mixed, and the inputs untouched
+
+
+def test_pseudo_labels_keep_only_confident_pixels_and_the_term_learns_from_them() -> None:
+    from segcli.config import DataInfo, ModelConfig
+    from segcli.data.io import IGNORE
+    from segcli.models import build_generator
+    from segcli.train.consistency import ConsistencySettings, consistency_term, pseudo_labels
+
+    torch.manual_seed(0)
+    g = build_generator(ModelConfig(base_channels=4, depth=2), DataInfo(num_classes=3, in_channels=1, binary=False))
+    x = torch.randn(2, 1, 16, 16)
+    assert (pseudo_labels(g, x, ConsistencySettings(threshold=1.01)) == IGNORE).all()
+    every = pseudo_labels(g, x, ConsistencySettings(threshold=0.0))
+    assert (every != IGNORE).all() and g.training  # the teacher's mode is restored
+    loss, out = consistency_term(g, g, x, ConsistencySettings(threshold=1.01))()
+    assert float(loss) == 0.0 and float(out["semi_share"]) == 0.0  # nothing confident: nothing taught
+    loss, out = consistency_term(g, g, x, ConsistencySettings(threshold=0.0, weight=2.0))()
+    assert float(loss) > 0 and float(out["semi_share"]) == 1.0
+    loss.backward()
+    assert all(p.grad is not None for p in g.parameters() if p.requires_grad)
