@@ -1,7 +1,7 @@
 """Throughput and latency of `segcli serve` at 1, 8 and 32 concurrent clients vs `segcli predict`'s
 steady state on the same 512x512 images, and the server under a 4x overload burst.
 
-    python benchmarks/serve.py [--data-root /work/shared/data] [--count 30] [--requests 64]
+    python benchmarks/serve.py [--data-root /work/shared/data] [--count 30] [--requests 64] [--threads N]
 
 Both use one default-architecture model (random weights: speed does not depend on them) at
 segcli's default precision (bf16 autocast on CPUs with fast bf16) and the ISBI images.
@@ -134,9 +134,14 @@ def agreement(got: bytes, want: bytes) -> float:
     return float((a == b).mean()) if a.shape == b.shape else 0.0
 
 
-def checked(results: list[dict[str, Any]], want: dict[str, bytes]) -> tuple[int, int, float]:
-    """(masks byte-identical to predict's, masks correct: >= 99.9% of pixels equal, lowest agreement)."""
+def checked(results: list[dict[str, Any]], want: dict[str, bytes], keep: Optional[Path] = None) -> tuple[int, int, float]:
+    """(masks byte-identical to predict's, masks correct: >= 99.9% of pixels equal, lowest agreement);
+    answers that differ from predict's are written to `keep` for a look."""
     ok = [r for r in results if r["status"] == 200]
+    for i, r in enumerate(x for x in ok if x["body"] != want[x["name"]]):
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            (keep / f"{i:03d}_{r['name']}").write_bytes(r["body"])
     same = sum(r["body"] == want[r["name"]] for r in ok)
     scores = [agreement(r["body"], want[r["name"]]) for r in ok]
     return same, sum(x >= 0.999 for x in scores), min(scores, default=1.0)
@@ -148,13 +153,13 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def level(server: Server, bodies: list[tuple[str, bytes]], want: dict[str, bytes], clients: int,
-          requests: int, predict_ips: float) -> list[str]:
+          requests: int, predict_ips: float, keep: Optional[Path] = None) -> list[str]:
     total = max(requests, 4 * clients)
     images0, passes0 = server.batches()
     results, seconds = load(server, bodies, clients, total)
     images1, passes1 = server.batches()
     ok = [r for r in results if r["status"] == 200]
-    same, correct, lowest = checked(results, want)
+    same, correct, lowest = checked(results, want, keep / f"differing_{clients}" if keep else None)
     lat = [r["seconds"] * 1000 for r in ok]
     ips = len(ok) / seconds
     mean_batch = (images1 - images0) / max(1.0, passes1 - passes0)
@@ -211,8 +216,12 @@ def main() -> None:
     ap.add_argument("--clients", default="1,8,32", help="concurrency levels")
     ap.add_argument("--overload-queue", type=int, default=8, help="--max-queue of the overload server (4x as many clients)")
     ap.add_argument("--burst", type=int, default=4, help="requests each overload client sends back to back")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="OMP_NUM_THREADS for predict and the server alike (default: PyTorch's, one per core)")
     ap.add_argument("--keep", default=None, help="keep the images, masks and server logs in this folder")
     a = ap.parse_args()
+    if a.threads:  # both sides' processes inherit it (see docs/deployment.md on a shared CPU)
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(a.threads)
 
     src = sorted((data_root(a.data_root) / "isbi2012-membrane" / "images").resolve().glob("*.png"), key=lambda p: int(p.stem))
     tmp = Path(a.keep or tempfile.mkdtemp(prefix="segcli-bench-serve-"))
@@ -247,7 +256,7 @@ def run_all(a: argparse.Namespace, src: list[Path], tmp: Path) -> None:
     server = Server(model, tmp / "serve.log")
     load(server, bodies, 8, 32)  # warm-up: the first pass of each batch size pays kernel set-up
     load(server, bodies, 1, 2)
-    levels = [level(server, bodies, want, int(c), a.requests, steady[0][0]) for c in a.clients.split(",")]
+    levels = [level(server, bodies, want, int(c), a.requests, steady[0][0], tmp) for c in a.clients.split(",")]
     rss = server.rss_mib()
     code = server.stop()
     steady.append(predict_steady_state(model, one, folder, tmp, a.count))  # load may have changed: again
@@ -255,8 +264,9 @@ def run_all(a: argparse.Namespace, src: list[Path], tmp: Path) -> None:
     rows = [r[:3] + [f"{float(r[2]) / predict_ips:.0%}"] + r[4:] for r in levels]
     over = overload(model, tmp, bodies, want, a.overload_queue, a.burst)
 
+    threads = os.environ.get("OMP_NUM_THREADS", "one per core")
     print(f"512x512 ISBI images, default model (resnet18 U-Net), precision {precision()}, "
-          f"{os.cpu_count()} CPU cores; load average (1, 5, 15 min) before "
+          f"{os.cpu_count()} CPU cores, threads {threads}; load average (1, 5, 15 min) before "
           + " ".join(f"{x:.2f}" for x in load_before) + ", after " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print("segcli predict steady state, before and after the server: " + ", ".join(
         f"{ips:.2f} images/s ({a.count} images {tn:.1f} s, 1 image {t1:.1f} s)" for ips, tn, t1 in steady)
