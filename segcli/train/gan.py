@@ -134,8 +134,11 @@ def train_step(
     scalers: tuple[Optional[torch.amp.GradScaler], Optional[torch.amp.GradScaler]] = (None, None),
     unlabeled: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
     semi: Optional[SemiSettings] = None,
+    estimator: Optional[Callable[[torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]] = None,
 ) -> dict[str, torch.Tensor]:
-    """G forward, D step on the detached fake, G step with D frozen.
+    """G forward, D step on the detached fake, G step with D frozen; then, given an `estimator`
+    step, the quality estimator's update on (image, G's detached logits, labels), which leaves G's
+    update as it would be without it.
 
     With an `unlabeled` batch (images, pseudo-labels), G runs a separate pass over it, as
     AdvSemiSeg does (one pass over both batches shares BatchNorm statistics between them, which
@@ -155,4 +158,6 @@ def train_step(
         extra, semi_out = unlabeled_terms(disc, *unlabeled, out_u, s.gan, semi, autocast)
         losses.update(semi_out)
     losses.update(generator_step(disc, opt_g, image, logits, labels, s, adv_weight, autocast, scalers[0], extra))
+    if estimator is not None:
+        losses.update(estimator(image, logits.detach(), labels))
     return losses
