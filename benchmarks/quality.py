@@ -9,6 +9,7 @@ Trains and scores, in one run and with the same wall-clock budget each:
     the same confusion-matrix code.
 
     python benchmarks/quality.py                      # full budgets (6m ISBI, 8m CamVid): ~45 min
+    python benchmarks/quality.py --half --skip-plain --seeds 0,1,2   # half budget vs the peer
     python benchmarks/quality.py --isbi-time 30s --camvid-time 30s   # smoke run
     python benchmarks/quality.py --update-readme      # rewrite the README's results table
     python benchmarks/quality.py --only isbi --fp32   # ISBI, plus the defaults trained in fp32
@@ -28,10 +29,64 @@ from benchmarks.harness import ROOT, camvid_split, data_root, isbi_split, run_pe
 README = ROOT / "README.md"
 
 
-def row(name: str, r: dict, binary: bool) -> str:
+PEER = "smp Unet-resnet18 (plain loop)"
+
+
+def row(name: str, seed: int, r: dict, binary: bool) -> str:
     per = r["per_class"]
     extra = f"{per[0]['dice']:.3f}" if binary else " ".join(f"{c['iou']:.2f}" if c["iou"] is not None else "-" for c in per)
-    return f"| {name} | {r['mIoU']:.3f} | {r['pixel_accuracy']:.3f} | {extra} | {r['seconds']:.0f} |"
+    return f"| {name} | {seed} | {r['mIoU']:.3f} | {r['pixel_accuracy']:.3f} | {extra} | {r['seconds']:.0f} |"
+
+
+def half(budget: str) -> str:
+    """Half of a --time duration ("6m" -> "180s")."""
+    from segcli.runs import parse_duration
+
+    return f"{parse_duration(budget) / 2:.0f}s"
+
+
+def dataset(a: argparse.Namespace, root: Path, work: Path, name: str) -> list[str]:
+    """Every arm for every seed on one dataset; returns the table's lines (per seed, then means)."""
+    from segcli.runs import parse_duration
+
+    binary = name == "isbi"
+    budget = a.isbi_time if binary else a.camvid_time
+    data = isbi_split(root, work / name) if binary else camvid_split(root, work / name)
+    common = [] if binary else ["--ignore-index", "11"]
+    arms = [("segcli defaults (GAN)", budget, [])]
+    if a.half:
+        arms.insert(0, (f"segcli defaults, half budget ({half(budget)})", half(budget), []))
+    if not a.skip_plain:
+        arms.append(("segcli --gan none", budget, ["--gan", "none"]))
+    if a.fp32 and binary:  # bf16 autocast must not cost accuracy
+        arms.append(("segcli defaults, --precision 32", budget, ["--precision", "32"]))
+    title = ("**ISBI 2012 membranes** (train 0-19, val 20-23, test 24-29" if binary else
+             "**CamVid-dev** (train/ minus every 10th image for selection; test = val/")
+    lines = [f"{title}; budget {budget} unless given)", "",
+             f"| model | seed | test mIoU | pixel acc | {'membrane Dice' if binary else 'per-class IoU'} | seconds |",
+             "|---|---|---|---|---|---|"]
+    scores: dict[str, list[float]] = {}
+    for seed in a.seeds:
+        for arm, (label, span, opts) in enumerate(arms):
+            r = run_segcli(f"{name}_arm{arm}_seed{seed}", data, span,
+                           [*common, "--seed", str(seed), *opts, *a.extra.split()], work)
+            lines.append(row(label, seed, r, binary))
+            scores.setdefault(label, []).append(r["mIoU"])
+            print(lines[-1], flush=True)
+        if not a.skip_peer:
+            r = run_peer(data, parse_duration(budget), None if binary else 11, seed)
+            lines.append(row(PEER, seed, r, binary))
+            scores.setdefault(PEER, []).append(r["mIoU"])
+            print(lines[-1], f"({r['steps']} steps)", flush=True)
+    lines += ["", "| model | mean test mIoU | per seed | vs the peer |", "|---|---|---|---|"]
+    peer = scores.get(PEER)
+    for label, v in scores.items():
+        vs = ""
+        if peer and label != PEER:
+            d = [x - y for x, y in zip(v, peer)]
+            vs = f"{sum(d) / len(d):+.3f} (ahead in {sum(x >= 0 for x in d)} of {len(d)})"
+        lines.append(f"| {label} | {sum(v) / len(v):.3f} | {' '.join(f'{x:.3f}' for x in v)} | {vs} |")
+    return lines + [""]
 
 
 def main() -> None:
@@ -40,50 +95,21 @@ def main() -> None:
     ap.add_argument("--isbi-time", default="6m")
     ap.add_argument("--camvid-time", default="8m")
     ap.add_argument("--only", choices=["isbi", "camvid"])
+    ap.add_argument("--seeds", default="0", type=lambda s: [int(x) for x in s.split(",")],
+                    help="comma-separated; every arm and the peer train once per seed")
+    ap.add_argument("--half", action="store_true", help="also segcli's defaults at half the budget")
+    ap.add_argument("--skip-plain", action="store_true", help="leave out the --gan none arm")
     ap.add_argument("--skip-peer", action="store_true")
     ap.add_argument("--fp32", action="store_true", help="ISBI: also the defaults in fp32 (bf16 vs fp32 accuracy)")
-    ap.add_argument("--extra", default="", help="extra segcli train options for both segcli runs")
+    ap.add_argument("--extra", default="", help="extra segcli train options for every segcli run")
     ap.add_argument("--update-readme", action="store_true")
     a = ap.parse_args()
-    from segcli.runs import parse_duration
-
     root = data_root(a.data_root)
     work = Path(tempfile.mkdtemp(prefix="segcli-quality-"))
-    extra = a.extra.split()
-    lines = []
-    if a.only in (None, "isbi"):
-        data = isbi_split(root, work / "isbi")
-        lines += [f"**ISBI 2012 membranes** (train 0-19, val 20-23, test 24-29; budget {a.isbi_time} each)", "",
-                  "| model | test mIoU | pixel acc | membrane Dice | seconds |", "|---|---|---|---|---|"]
-        gan = run_segcli("isbi_gan", data, a.isbi_time, extra, work)
-        lines.append(row("segcli defaults (GAN)", gan, True))
-        print(lines[-1], flush=True)
-        plain = run_segcli("isbi_plain", data, a.isbi_time, ["--gan", "none", *extra], work)
-        lines.append(row("segcli --gan none", plain, True))
-        print(lines[-1], flush=True)
-        if a.fp32:  # bf16 autocast must not cost accuracy
-            fp32 = run_segcli("isbi_fp32", data, a.isbi_time, ["--precision", "32", *extra], work)
-            lines.append(row("segcli defaults, --precision 32", fp32, True))
-            print(lines[-1], flush=True)
-        if not a.skip_peer:
-            peer = run_peer(data, parse_duration(a.isbi_time), None)
-            lines.append(row("smp Unet-resnet18 (plain loop)", peer, True))
-            print(lines[-1], f"({peer['steps']} steps)", flush=True)
-        lines.append("")
-    if a.only in (None, "camvid"):
-        data = camvid_split(root, work / "camvid")
-        lines += [f"**CamVid-dev** (train/ minus every 10th image for selection; test = val/; budget {a.camvid_time} each)", "",
-                  "| model | test mIoU | pixel acc | per-class IoU | seconds |", "|---|---|---|---|---|"]
-        gan = run_segcli("camvid_gan", data, a.camvid_time, ["--ignore-index", "11", *extra], work)
-        lines.append(row("segcli defaults (GAN)", gan, False))
-        print(lines[-1], flush=True)
-        plain = run_segcli("camvid_plain", data, a.camvid_time, ["--ignore-index", "11", "--gan", "none", *extra], work)
-        lines.append(row("segcli --gan none", plain, False))
-        print(lines[-1], flush=True)
-        if not a.skip_peer:
-            peer = run_peer(data, parse_duration(a.camvid_time), 11)
-            lines.append(row("smp Unet-resnet18 (plain loop)", peer, False))
-            print(lines[-1], f"({peer['steps']} steps)", flush=True)
+    lines: list[str] = []
+    for name in ("isbi", "camvid"):
+        if a.only in (None, name):
+            lines += dataset(a, root, work, name)
     table = "\n".join(lines)
     print("\n" + table)
     print(f"\nruns kept in {work}")

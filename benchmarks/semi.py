@@ -9,7 +9,10 @@ Runs of a few minutes on 4 (ISBI) or 31 (CamVid) labeled images swing by several
 with the seed alone (CamVid-dev labeled-only: 0.27 and 0.38), so every seed trains both arms and
 the table gives each pair and the mean gain.
 
-    python benchmarks/semi.py --seeds 0,1,2        # 3m ISBI, 4m CamVid per run (~45 min)
+    python benchmarks/semi.py --seeds 0,1,2        # 4m ISBI, 8m CamVid per run (~72 min)
+    python benchmarks/semi.py --only isbi --arms sup,semi,gated,adversarial,oracle --seeds 0
+        # more arms: D as a gate on the pseudo-labels, the adversarial method, and (ISBI) the ceiling:
+        # the same budget with all 20 training images labelled
     python benchmarks/semi.py --isbi-time 30s --only isbi --seeds 0  # smoke run
     python benchmarks/semi.py --only camvid --camvid-time 90ep --jobs 6 --common "--device cuda --workers 2"
         # equal epochs instead of equal time (AdvSemiSeg's convention), six runs side by side on
@@ -30,11 +33,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 from benchmarks.harness import camvid_quarter, data_root, isbi_split, run_segcli  # noqa: E402
 
 
+ARMS = {  # name: (what the table calls it, options; None: the oracle, every training image labelled)
+    "sup": ("labelled only", []),
+    "semi": ("+ unlabeled (defaults)", []),
+    "gated": ("+ unlabeled, --semi-gate discriminator", ["--semi-gate", "discriminator"]),
+    "adversarial": ("+ unlabeled, --semi adversarial", ["--semi", "adversarial"]),
+    "oracle": ("all labelled (ceiling)", None),
+}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-root")
-    ap.add_argument("--isbi-time", default="3m", help="a duration, or N epochs as 'Nep'")
-    ap.add_argument("--camvid-time", default="4m", help="a duration, or N epochs as 'Nep'")
+    ap.add_argument("--isbi-time", default="4m", help="a duration, or N epochs as 'Nep'")
+    ap.add_argument("--camvid-time", default="8m", help="a duration, or N epochs as 'Nep'")
+    ap.add_argument("--arms", default="sup,semi", help=f"comma-separated, from {', '.join(ARMS)}")
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated; each trains both arms")
     ap.add_argument("--only", choices=["isbi", "camvid"])
     ap.add_argument("--extra", default="", help="extra options for the semi-supervised run")
@@ -44,15 +57,17 @@ def main() -> None:
     root = data_root(a.data_root)
     seeds = [int(x) for x in a.seeds.split(",")]
     work = Path(tempfile.mkdtemp(prefix="segcli-semi-"))
-    lines = ["| data | seed | labeled only: test mIoU | + unlabeled: test mIoU | gain | budget |",
-             "|---|---|---|---|---|---|"]
+    arms = a.arms.split(",")
+    if unknown := set(arms) - set(ARMS):
+        ap.error(f"unknown arms {sorted(unknown)}; valid: {', '.join(ARMS)}")
     jobs = []
     if a.only in (None, "isbi"):
         data = isbi_split(root, work / "isbi", train=range(0, 4), unlabeled=range(4, 20))
-        jobs.append(("ISBI 4 labeled + 16 unlabeled", data, work / "isbi_unlabeled", a.isbi_time, []))
+        full = isbi_split(root, work / "isbi_all") if "oracle" in arms else None
+        jobs.append(("ISBI 4 labeled + 16 unlabeled", data, work / "isbi_unlabeled", full, a.isbi_time, []))
     if a.only in (None, "camvid"):
         data, unl = camvid_quarter(root, work / "camvid")
-        jobs.append(("CamVid-dev 1/4 labeled", data, unl, a.camvid_time, ["--ignore-index", "11"]))
+        jobs.append(("CamVid-dev 1/4 labeled", data, unl, None, a.camvid_time, ["--ignore-index", "11"]))
 
     def one(job: tuple) -> float:
         tag, data, options, budget = job
@@ -61,27 +76,33 @@ def main() -> None:
         return miou
 
     runs = []
-    for name, data, unl, budget, extra in jobs:
+    for name, data, unl, full, budget, extra in jobs:
         tag = name.split()[0].lower()
         for seed in seeds:
             common = [*extra, "--seed", str(seed), *a.common.split()]
-            runs.append((f"{tag}_sup_{seed}", data, common, budget))
-            runs.append((f"{tag}_semi_{seed}", data, [*common, "--unlabeled", str(unl), *a.extra.split()], budget))
+            for arm in arms:
+                opts = ARMS[arm][1]
+                if arm == "sup":
+                    runs.append((f"{tag}_{arm}_{seed}", data, common, budget))
+                elif opts is not None:
+                    runs.append((f"{tag}_{arm}_{seed}", data, [*common, "--unlabeled", str(unl), *opts, *a.extra.split()], budget))
+                elif full is not None:
+                    runs.append((f"{tag}_{arm}_{seed}", full, common, budget))
     with ThreadPoolExecutor(a.jobs) as pool:
         scores = dict(zip([r[0] for r in runs], pool.map(one, runs)))
-    for name, data, unl, budget, extra in jobs:
+    lines = ["| data | arm | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | gain over labelled only |",
+             "|---|---|" + "---|" * len(seeds) + "---|---|"]
+    for name, *_ in jobs:
         tag = name.split()[0].lower()
-        pairs = []
-        for seed in seeds:
-            sup, semi = scores[f"{tag}_sup_{seed}"], scores[f"{tag}_semi_{seed}"]
-            pairs.append((sup, semi))
-            lines.append(f"| {name} | {seed} | {sup:.3f} | {semi:.3f} | {semi - sup:+.3f} | {budget} |")
-            print(lines[-1], flush=True)
-        sups, semis = np.array(pairs).T
-        gains = semis - sups
-        lines.append(f"| **{name}** | mean of {len(seeds)} | {sups.mean():.3f} | {semis.mean():.3f} | "
-                     f"**{gains.mean():+.3f}** ({int((gains > 0).sum())} of {len(seeds)} better) | {budget} |")
-        print(lines[-1], flush=True)
+        base = np.array([scores.get(f"{tag}_sup_{s}", np.nan) for s in seeds])
+        for arm in arms:
+            v = np.array([scores.get(f"{tag}_{arm}_{s}", np.nan) for s in seeds])
+            if np.isnan(v).all():
+                continue
+            gains = v - base
+            gain = "" if arm == "sup" or np.isnan(gains).all() else (
+                f"**{np.nanmean(gains):+.3f}** ({' '.join(f'{g:+.3f}' for g in gains)}; {int((gains > 0).sum())} of {len(seeds)} better)")
+            lines.append(f"| {name} | {ARMS[arm][0]} | " + " | ".join(f"{x:.3f}" for x in v) + f" | {np.nanmean(v):.3f} | {gain} |")
     print("\n" + "\n".join(lines))
     print(f"\nruns kept in {work}")
 

@@ -4,10 +4,12 @@
     model = segcli.load("runs/train/exp")          # checkpoint, run folder or .onnx; None = newest run
     mask = model.predict("photo.jpg")              # HxW uint8 class indices (binary: 0/1)
     mask, probs = model.predict(array, probs=True) # probs: K x H x W float32, K = number of classes
+    mask, q, err = model.predict(img, quality=True)  # estimated mIoU (binary: Dice), HxW error map in [0, 1]
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -99,20 +101,37 @@ class Model:
     def threshold(self, value: float) -> None:
         self._predictor.threshold = float(value)
 
-    def predict(self, image: ImageLike | list, probs: bool = False) -> Any:
-        """Mask (HxW uint8 class indices, at the image's own size); with probs=True, (mask, KxHxW probabilities)."""
+    @property
+    def has_estimator(self) -> bool:
+        """Whether the model holds a quality estimator (`predict(..., quality=True)`)."""
+        return self._predictor.estimator is not None
+
+    def predict(self, image: ImageLike | list, probs: bool = False, quality: bool = False) -> Any:
+        """Mask (HxW uint8 class indices, at the image's own size); with probs=True, (mask, KxHxW probabilities);
+        with quality=True, also the estimated quality (mIoU; binary: foreground Dice) and the HxW float32 error
+        map (the probability that each pixel's label is wrong, in steps of 1/255): (mask, [probs,] quality, error)."""
         if isinstance(image, list):
-            return [self.predict(im, probs) for im in image]
+            return [self.predict(im, probs, quality) for im in image]
         from segcli.data.io import check_channels
 
         array = to_image_array(image, self.info.in_channels)
         where = image if isinstance(image, (str, Path)) else f"image of shape {array.shape}"
-        labels, p = self._predictor.predict(check_channels(array, self.info.in_channels, where))
-        if not probs:
-            return labels
-        if self.binary:  # one foreground channel -> (background, foreground), like the multi-class case
-            p = np.concatenate([1.0 - p, p], axis=0)
-        return labels, p.astype(np.float32)
+        predictor = self._predictor
+        if quality:
+            predictor.require_quality()
+            predictor = replace(predictor, quality=True)
+        seg = predictor.predict(check_channels(array, self.info.in_channels, where))
+        out: list[Any] = [seg.labels]
+        if probs:
+            p = seg.probs
+            assert p is not None
+            if self.binary:  # one foreground channel -> (background, foreground), like the multi-class case
+                p = np.concatenate([1.0 - p, p], axis=0)
+            out.append(p.astype(np.float32))
+        if quality:
+            assert seg.error is not None
+            out += [seg.quality, seg.error.astype(np.float32) / 255.0]
+        return out[0] if len(out) == 1 else tuple(out)
 
     __call__ = predict
 

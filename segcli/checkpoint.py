@@ -8,6 +8,9 @@ rebuild the model with no flags.
 
 Format history: 1 = the first release; 2 adds `output` (the head's activation and the input
 size multiple). Format-1 files still load: their output spec is derived from the configs.
+Optional fields added since (the EMA weights; the quality estimator's weights, optimizer state
+and calibration) keep format 2: older files load without them, and an older segcli reading a
+newer file ignores them and still predicts.
 """
 
 from __future__ import annotations
@@ -56,6 +59,13 @@ class Checkpoint:
     train_generator: Optional[StateDict] = None
     ema_generator: Optional[StateDict] = None
     ema_updates: int = 0
+    # the label-free quality estimator (segcli.models.estimator): its weights and width, its
+    # optimizer state (last.pt), and the calibration fitted on validation regions when the run ended
+    # (segcli.quality.Calibration as plain data; None until then)
+    estimator: Optional[StateDict] = None
+    estimator_config: dict[str, Any] = field(default_factory=dict)
+    opt_e: Optional[StateDict] = None
+    calibration: Optional[dict[str, Any]] = None
     finished: bool = False
     segcli_version: str = __version__
     format: int = FORMAT
@@ -123,6 +133,41 @@ class Checkpoint:
             raise ModelFileError(f"{self.where}: not a usable segcli model ({type(e).__name__}: {first}); "
                                  "retrain or use another checkpoint") from None
         return gen.eval()
+
+    @property
+    def has_estimator(self) -> bool:
+        return self.estimator is not None
+
+    def build_estimator(self) -> Any:
+        """The quality estimator with these weights, in eval mode; a ModelFileError when it holds none."""
+        if self.estimator is None:
+            from segcli.quality import no_estimator
+
+            raise UserError(no_estimator(self.where))
+        from segcli.models.estimator import WIDTH, build_estimator
+
+        try:
+            net = build_estimator(self.data.in_channels, self.data.num_classes, self.data.binary,
+                                  int(self.estimator_config.get("width", WIDTH)))
+            net.load_state_dict(self.estimator)
+        except Exception as e:
+            first = (str(e).strip().splitlines() or [""])[0][:150]
+            raise ModelFileError(f"{self.where}: unusable quality estimator ({type(e).__name__}: {first}); "
+                                 "retrain or use another checkpoint") from None
+        return net.eval()
+
+    def quality_calibration(self) -> Any:
+        """The segcli.quality.Calibration stored with the estimator (uncalibrated when the run that
+        wrote this file has not finished)."""
+        from segcli.quality import Calibration, uncalibrated
+
+        if self.calibration is None:
+            return uncalibrated(self.data.binary)
+        try:
+            return Calibration.from_dict(self.calibration)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelFileError(f"{self.where}: malformed quality calibration ({type(e).__name__}: {e}); "
+                                 "retrain or use another checkpoint") from None
 
 
 def read_state(path: Path, map_location: str = "cpu") -> dict[str, Any]:

@@ -108,6 +108,7 @@ class TrainConfig:
     sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch
     cache: bool = True
     augment: bool = False  # crops + flips: better within budgets of ~25-100 epochs (docs/benchmarks.md)
+    quality: bool = True  # train the label-free quality estimator beside D (predict --quality)
     orientation_free: Optional[bool] = None  # None: from the data (gray images have no 'up')
     bands: Optional[str] = None  # --bands 3,2,1: the bands overlays and plots show (stored in DataInfo.bands)
     logger: str = "auto"  # auto (tensorboard when installed) | tensorboard | mlflow | none (segcli.train.loggers)

@@ -102,22 +102,47 @@ def overlay_palette(binary: bool, colors: Optional[Sequence[Sequence[int]]] = No
     return pal
 
 
+SUSPECT_COLOR = (255, 230, 0)  # outlines of the regions an error map marks as likely wrong
+SUSPECT_LEVEL = 128  # error map value (0-255) from which a pixel is suspect: error probability > 0.5
+
+
 def overlay(image: np.ndarray, labels: np.ndarray, binary: bool, alpha: float = 0.45,
             colors: Optional[Sequence[Sequence[int]]] = None, rows: int = 512,
-            bands: Sequence[int] = ()) -> np.ndarray:
-    """The image (HxWxC) with the mask's colours blended over non-background pixels.
+            bands: Sequence[int] = (), suspect: Optional[np.ndarray] = None) -> np.ndarray:
+    """The image (HxWxC) with the mask's colours blended over non-background pixels; given an
+    error map (`suspect`, HxW uint8, 255 = most likely wrong), the regions where it says "more
+    likely wrong than right" are outlined in yellow.
 
     Works through `rows` rows at a time so a huge image needs no full-size float copies.
     """
     pal = overlay_palette(binary, colors).astype(np.float32)
     show = Display(image, bands)
     out = np.empty(labels.shape + (3,), np.uint8)
-    for y in range(0, labels.shape[0], rows):
+    h = labels.shape[0]
+    t = max(1, min(labels.shape) // 300)  # outline thickness: visible on large images too
+    for y in range(0, h, rows):
         img = show(image[y : y + rows])
         lab = labels[y : y + rows]
         blend = (1 - alpha) * img + alpha * pal[lab]
         out[y : y + rows] = np.where((lab > 0)[..., None], blend, img).clip(0, 255).astype(np.uint8)
+        if suspect is not None:
+            lo, hi = max(0, y - t), min(h, y + rows + t)
+            edge = outline(suspect[lo:hi] >= SUSPECT_LEVEL, t)[y - lo : y - lo + lab.shape[0]]
+            out[y : y + rows][edge] = SUSPECT_COLOR
     return out
+
+
+def outline(region: np.ndarray, thickness: int = 1) -> np.ndarray:
+    """The pixels of a boolean region within `thickness` pixels of its border (inside it)."""
+    inner = region.copy()
+    for _ in range(thickness):  # erode by one pixel (4-neighbourhood), `thickness` times
+        eroded = inner.copy()
+        eroded[1:] &= inner[:-1]
+        eroded[:-1] &= inner[1:]
+        eroded[:, 1:] &= inner[:, :-1]
+        eroded[:, :-1] &= inner[:, 1:]
+        inner = eroded
+    return region & ~inner
 
 
 def to_display(image: np.ndarray, bands: Sequence[int] = ()) -> np.ndarray:

@@ -29,6 +29,7 @@ def evaluate(
     device: str = opt.DEVICE,
     precision: str = opt.PRECISION,
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else there."),
+    quality: bool = typer.Option(False, "--quality", help="Also report how far the label-free quality estimate can be trusted here: its rank correlation with the true per-image mIoU (binary: Dice) and pixel accuracy, its error, risk-coverage and the error map's per-pixel AUROC, beside the max-softmax and entropy baselines."),
 ) -> None:
     """Score a model: per-class and mean IoU and Dice, pixel accuracy, precision, recall."""
     from segcli.console import fmt, info, out
@@ -38,8 +39,9 @@ def evaluate(
 
     samples = eval_samples(data)
     path = resolve_model(model)
-    predictor = configure(load_predictor(path, device, precision), tile, no_tile, overlap, tta, threshold, batch_size)
-    result = run_evaluate(predictor, samples, ignore_index, Path(save_dir) if save_dir else None)
+    predictor = configure(load_predictor(path, device, precision), tile, no_tile, overlap, tta, threshold, batch_size,
+                          quality)
+    result = run_evaluate(predictor, samples, ignore_index, Path(save_dir) if save_dir else None, quality=quality)
     result["model"] = str(path)
     if save_dir:
         info(f"masks, confusion_matrix.png and metrics.json written to {save_dir}")
@@ -59,3 +61,25 @@ def evaluate(
     out().print(table)
     out().print(f"pixel accuracy {fmt(result['pixel_accuracy'])}"
                 + (f"; ignore index {result['ignore_index']}" if result["ignore_index"] is not None else ""))
+    if "quality" in result:
+        _trust_table(result["quality"])
+
+
+def _trust_table(q: dict) -> None:
+    from rich.table import Table
+
+    from segcli.console import fmt, out
+
+    table = Table(title=f"how far the quality estimate can be trusted ({q['images']} images; estimated {q['target']})",
+                  title_justify="left")
+    for col in ("signal", f"Spearman {q['target']}", "Spearman pixel acc", "MAE", "AURC", "pixel AUROC"):
+        table.add_column(col, justify="left" if col == "signal" else "right")
+    names = {"estimate": "estimate (error map + calibration)", "max_softmax": "max-softmax (baseline)",
+             "neg_entropy": "entropy (baseline)"}
+    for key, name in names.items():
+        r = q[key]
+        table.add_row(name, *(fmt(r.get(k)) for k in ("spearman_quality", "spearman_accuracy", "mae", "aurc",
+                                                      "pixel_auroc")))
+    out().print(table)
+    out().print(f"AURC of a perfect ranking {fmt(q['oracle_aurc'])}; lower is better. Pixel AUROC over "
+                f"{q['pixels']} sampled labelled pixels.")

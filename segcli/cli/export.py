@@ -32,6 +32,9 @@ def export(
     info(f"  output '{meta['output_name']}' {meta['output']}")
     shapes = ", ".join("x".join(map(str, s)) for s in r.samples)
     info(f"max |difference| vs PyTorch = {r.max_diff:.3g} on inputs {shapes} (tolerance {r.tolerance:g})")
+    if r.estimator_path is not None:
+        info(f"quality estimator (predict --quality finds it beside the model): {r.estimator_path}; "
+             f"max |difference| vs PyTorch = {r.estimator_diff:.3g}")
     out().print(str(r.path))
 
 

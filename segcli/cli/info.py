@@ -41,6 +41,18 @@ def _channels(r: dict[str, Any]) -> str:
     return f"{c} bands" + (f" (shown: {','.join(str(b) for b in shown)})" if shown else "")
 
 
+def _estimator(q: Any) -> str:
+    """What `--quality` can do with this model."""
+    if not q:
+        return "no quality estimator (predict --quality needs a model trained by this segcli)"
+    cal = q.get("calibration") or {}
+    where = f"{q['file']} beside the model" if q.get("file") else f"{q.get('parameters') or 0:,} parameters"
+    if not cal.get("calibrated"):
+        return f"estimator ({where}); not calibrated (the run did not finish): estimates are the expected {q.get('target') or 'quality'}"
+    return (f"estimator ({where}), estimating {q.get('target')}; calibrated on {cal.get('regions')} regions of "
+            f"{cal.get('images')} validation images (in-sample Spearman {cal.get('spearman')})")
+
+
 def _print(r: dict[str, Any]) -> None:
     from segcli.console import fmt, out, summary_table
 
@@ -79,4 +91,5 @@ def _print(r: dict[str, Any]) -> None:
         rows.append(("best val", f"mIoU {fmt(b.get('val_mIoU'))}, Dice {fmt(b.get('val_Dice'))} (epoch {b['epoch']})"))
     if r.get("export"):
         rows.append(("export", ", ".join(f"{k} {v}" for k, v in r["export"].items() if k in ("half", "threshold"))))
+    rows.append(("quality", _estimator(r.get("quality_estimator"))))
     out().print(summary_table(f"segcli model: {r['path']}", rows))

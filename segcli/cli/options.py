@@ -15,3 +15,4 @@ OVERLAP = typer.Option(0.25, "--overlap", help="Tile overlap as a fraction of th
 TTA = typer.Option(False, "--tta", help="Test-time augmentation: average over flips (4x compute).")
 DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps")
 PRECISION = typer.Option("auto", "--precision", help="auto | 32 | bf16 | 16")
+QUALITY = typer.Option(False, "--quality", help="Label-free quality: an estimated mIoU (binary: Dice) per image and a per-pixel error map (<stem>_error.png), from the estimator stored in the model.")

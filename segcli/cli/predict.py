@@ -34,6 +34,9 @@ def predict(
     name: str = typer.Option("exp", help="Folder name under runs/predict/ when -o is not given."),
     json_out: bool = typer.Option(False, "--json", help="One JSON line per input on stdout."),
     shard: Optional[str] = typer.Option(None, "--shard", help="I/N: only the I-th (0-based) of N disjoint parts of the sorted inputs; under torchrun: RANK/WORLD_SIZE."),
+    quality: bool = opt.QUALITY,
+    sort_by: str = typer.Option("input", "--sort-by", help="Order of the --json lines: input (as given) | quality (worst estimated quality first; implies --quality)."),
+    review: int = typer.Option(0, "--review", metavar="N", help="Copy the N worst masks (image, mask, overlay, error map) into OUT/review/ for a person to check (implies --quality)."),
 ) -> None:
     """Predict masks (8-bit 0/255 for binary, palette PNG of class indices otherwise)."""
     from segcli.console import err, info
@@ -45,6 +48,7 @@ def predict(
     from segcli.visualize import parse_bands
 
     check_options(tile, no_tile, overlap, threshold, batch_size)
+    quality = _wants_quality(quality, sort_by, review)
     if bands:
         parse_bands(bands)
     part = shard_spec(shard)
@@ -66,21 +70,59 @@ def predict(
         inputs = take_shard(inputs, *part)
         info(f"shard {part[0]}/{part[1]}: {len(inputs)} of {len(plan)} input(s)")
     predictor = load_predictor(resolve_model(model), local_device(device), precision)
-    configure(predictor, tile, no_tile, overlap, tta, threshold, batch_size)
+    configure(predictor, tile, no_tile, overlap, tta, threshold, batch_size, quality)
     if bands:
         predictor.info = replace(predictor.info, bands=parse_bands(bands, predictor.info.in_channels))
 
     def report(res) -> None:
         if json_out:
-            print(json.dumps({"input": str(res.input), "output": str(res.output) if res.output else None,
-                              "overlay": str(res.overlay) if res.overlay else None,
-                              "probs": str(res.probs) if res.probs else None,
-                              "seconds": res.seconds, "fractions": res.fractions, "error": res.error}), flush=True)
+            print(json.dumps(res.to_json()), flush=True)
         if res.error:
             err().print(f"error: {res.error}", markup=False)
 
-    results = run_predict(predictor, inputs, plan, overlay, save_probs, report)
+    ordered = sort_by == "quality"  # results are held back, then reported worst first
+    results = run_predict(predictor, inputs, plan, overlay, save_probs, None if ordered else report)
+    if ordered:
+        from segcli.infer.quality import worst_first
+
+        for res in worst_first(results):
+            report(res)
     failed = [r for r in results if r.error]
     info(f"{len(results) - len(failed)} mask(s) written to {out}")
+    if quality:
+        _quality_summary(results, predictor, out, review, single, part)
     if failed or problems:
         raise UserError(f"{len(failed) + len(problems)} input(s) could not be read (named above); the other masks were written")
+
+
+def _wants_quality(quality: bool, sort_by: str, review: int) -> bool:
+    """--quality, or implied by --sort-by quality / --review N (whose values are checked here)."""
+    from segcli.errors import UserError
+
+    if sort_by not in ("input", "quality"):
+        raise UserError(f"--sort-by {sort_by}: expected input or quality")
+    if review < 0:
+        raise UserError(f"--review {review}: expected a number of images, 0 or more")
+    return quality or sort_by == "quality" or review > 0
+
+
+def _quality_summary(results, predictor, out: Path, review: int, single: bool, part) -> None:
+    """The estimated quality in the summary (stderr), and the review folder."""
+    from segcli.console import fmt, info
+    from segcli.infer.quality import worst_first, write_review
+
+    scored = [r for r in worst_first(results) if r.quality is not None]
+    if not scored:
+        return
+    cal = predictor.calibration
+    what = f"estimated {cal.target}" if cal is not None else "estimated quality"
+    if cal is not None and not cal.fitted_on.get("calibrated", True):
+        what += " (uncalibrated: the run that wrote this model did not finish)"
+    mean = sum(r.quality for r in scored) / len(scored)
+    info(f"{what}: mean {fmt(mean)}, worst {fmt(scored[0].quality)} ({scored[0].input.name}); error maps: <stem>_error.png")
+    if review:
+        folder = (out.parent if single else out) / "review"
+        if part is not None:
+            folder = folder / f"shard{part[0]}"
+        listed = write_review(results, review, folder, predictor.info)
+        info(f"{len(listed)} image(s) to review in {folder} (worst first)")

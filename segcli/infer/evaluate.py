@@ -50,9 +50,13 @@ def _pixels(sample: Sample) -> int:
 def run_evaluate(
     predictor: Predictor, samples: list[Sample], ignore_index: Optional[int] = None,
     save_dir: Optional[Path] = None, on_sample: Optional[Callable[[Sample, np.ndarray], None]] = None,
-    workers: int = 2,
+    workers: int = 2, quality: bool = False,
 ) -> dict[str, Any]:
     """Confusion-matrix metrics over all pairs; classes named as the model names them.
+
+    With `quality` (the model must hold a quality estimator), also `quality`: how far the
+    label-free estimate can be trusted here, beside the max-softmax and entropy baselines
+    (segcli.infer.quality.trust_figures).
 
     `ignore_index` defaults to the model's. With `save_dir`, the predicted masks go to
     save_dir/masks/<stem>.png (as predict writes them), plus confusion_matrix.png and
@@ -64,6 +68,13 @@ def run_evaluate(
     info = predictor.info
     ignore = info.ignore_index if ignore_index is None else ignore_index
     cm = ConfusionMatrix(info.num_classes)
+    trust = None
+    if quality:
+        from segcli.infer.quality import TrustCollector
+
+        predictor.require_quality()
+        predictor.quality = predictor.baselines = True
+        trust = TrustCollector(info.num_classes, info.binary, len(samples))
     writer = Writer(workers) if save_dir is not None else None
     loaded = prefetch(samples, lambda s: _load_pair(s, info.binary, ignore, info.num_classes, info.in_channels),
                       _pixels, workers, max_ahead=2 * predictor.batch_size + 2)
@@ -73,6 +84,8 @@ def run_evaluate(
             if seg.item.error is not None:
                 raise DataError(seg.item.error)
             cm.update(seg.labels, seg.item.value[1])
+            if trust is not None:
+                trust.add(sample.image.name, seg.seg, seg.item.value[1], predictor.calibration)
             if writer is not None and save_dir is not None:
                 dst = save_dir / "masks" / f"{sample.image.stem}.png"
                 writer.submit(lambda lab=seg.labels, dst=dst: save_mask(lab, info.binary, dst, info.colors), dst)
@@ -91,6 +104,8 @@ def run_evaluate(
     result["ignore_index"] = ignore
     result["images"] = len(samples)
     result["confusion_matrix"] = cm.mat.tolist()
+    if trust is not None and predictor.calibration is not None:
+        result["quality"] = trust.report(predictor.calibration.target)
     if save_dir is not None:
         save_report(result, save_dir)
     return result

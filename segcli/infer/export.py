@@ -9,6 +9,13 @@ The contract of every exported file (docs/deployment.md):
 - metadata: a JSON object under the key `segcli` (ONNX metadata_props; TorchScript extra
   files) holding all of the above, class names and the binary threshold.
 `--half` stores fp16 weights behind the same float32 interface (casts inside the graph).
+
+A model that holds a quality estimator exports it to ONNX as a second file beside the model,
+`<stem>.quality.onnx` (inputs `image` as above and `probabilities` as the model outputs them;
+output `error`: float32 (N, 1, H, W), the probability that each pixel's label is wrong), verified
+the same way; the model's metadata names it under `quality` with the calibration. A separate graph,
+because ONNX Runtime computes every output of a graph whatever the caller asks for: a combined graph
+would cost plain predictions the estimator's time (docs/quality.md).
 """
 
 from __future__ import annotations
@@ -43,6 +50,9 @@ METADATA_VERSION = 1
 __all__ = ["ExportResult", "export_model", "metadata", "read_torchscript_metadata", "META_KEY"]
 
 
+ESTIMATOR_INPUTS, ESTIMATOR_OUTPUT = ("image", "probabilities"), "error"
+
+
 @dataclass
 class ExportResult:
     path: Path
@@ -52,6 +62,13 @@ class ExportResult:
     size_bytes: int = 0
     samples: list[tuple[int, ...]] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    estimator_path: Optional[Path] = None  # <stem>.quality.onnx, when the model holds an estimator
+    estimator_diff: float = 0.0
+
+
+def estimator_path(model: Path) -> Path:
+    """Where an exported model's quality estimator goes: `<stem>.quality.onnx` beside it."""
+    return model.with_name(model.stem + ".quality.onnx")
 
 
 def metadata(info: DataInfo, output: OutputSpec, mcfg: Optional[ModelConfig] = None, half: bool = False,
@@ -176,21 +193,77 @@ def export_model(model: str | Path, fmt: Optional[str] = None, out: Optional[str
     meta = metadata(info, ckpt.output, ckpt.model, half, source)
     net = _prob_module(gen, half)
     example = torch.from_numpy(samples[0])
+    est = _estimator_export(ckpt, path, samples, reference) if fmt == "onnx" and ckpt.has_estimator else None
+    if est is not None:
+        meta["quality"] = est[2]
     if fmt == "onnx":
         data = _onnx_bytes(net, example, meta)
         outputs = [run_onnx(data, x, path) for x in samples]
     else:
         data, outputs = _torchscript_bytes(net, example, meta, samples)
-    diff = max(float(np.abs(o.astype(np.float32) - r).max()) for o, r in zip(outputs, reference))
-    if not np.isfinite(diff) or diff > tol:
-        raise SegcliError(f"{path}: exported model differs from PyTorch by {diff:.3g} (tolerance {tol:g}); "
-                          "file not written")
+    diff = _check(outputs, reference, tol, path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"{path.parent}: cannot create the output folder ({e.strerror or e})") from None
+    result = ExportResult(path, fmt, diff, tol, len(data), [tuple(x.shape) for x in samples], meta)
+    if est is not None:  # the estimator first: a model file never names a missing estimator
+        atomic_write_bytes(estimator_path(path), est[0])
+        result.estimator_path, result.estimator_diff = estimator_path(path), est[1]
     atomic_write_bytes(path, data)
-    return ExportResult(path, fmt, diff, tol, len(data), [tuple(x.shape) for x in samples], meta)
+    return result
+
+
+def _check(outputs: list[np.ndarray], reference: list[np.ndarray], tol: float, path: Path) -> float:
+    diff = max(float(np.abs(o.astype(np.float32) - r).max()) for o, r in zip(outputs, reference))
+    if not np.isfinite(diff) or diff > tol:
+        raise SegcliError(f"{path}: exported model differs from PyTorch by {diff:.3g} (tolerance {tol:g}); "
+                          "file not written")
+    return diff
+
+
+def _estimator_export(ckpt: Checkpoint, path: Path, samples: list[np.ndarray],
+                      probs: list[np.ndarray]) -> tuple[bytes, float, dict[str, Any]]:
+    """The quality estimator as its own ONNX graph (fp32), checked against PyTorch on the verification
+    samples and the model's own probabilities: (file bytes, largest difference, the model's `quality`
+    metadata entry)."""
+    import onnx
+    import torch
+
+    from segcli.infer.onnxrt import OnnxEstimator, session
+
+    class ErrorProbability(torch.nn.Module):
+        def __init__(self, net: torch.nn.Module) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, image: torch.Tensor, probabilities: torch.Tensor) -> torch.Tensor:
+            return torch.sigmoid(self.net(image, probabilities))
+
+    net = ErrorProbability(ckpt.build_estimator()).eval()
+    args = [(torch.from_numpy(x), torch.from_numpy(p)) for x, p in zip(samples, probs)]
+    with torch.no_grad():
+        reference = [net(*a).numpy() for a in args]
+    entry = {"estimator": estimator_path(path).name, "calibration": ckpt.calibration,
+             "inputs": f"'image' as the model's input, 'probabilities' as the model's output ({ckpt.output.channels} "
+                       "channel(s))", "output": "'error': float32 (N, 1, H, W), the probability that a pixel's label "
+                       "is wrong", "target": "Dice" if ckpt.output.binary else "mIoU"}
+    meta = {"segcli_version": __version__, "role": "quality estimator", "model_file": path.name, **entry}
+    buf = io.BytesIO()
+    axes = {"batch": 0, "height": 2, "width": 3}
+    dyn = {n: {i: a for a, i in axes.items()} for n in (*ESTIMATOR_INPUTS, ESTIMATOR_OUTPUT)}
+    with _quiet():
+        torch.onnx.export(net, args[0], buf, dynamo=False, opset_version=OPSET, do_constant_folding=True,
+                          input_names=list(ESTIMATOR_INPUTS), output_names=[ESTIMATOR_OUTPUT], dynamic_axes=dyn)
+    proto = onnx.load_from_string(buf.getvalue())
+    item = proto.metadata_props.add()
+    item.key, item.value = META_KEY, json.dumps(meta, allow_nan=False)
+    proto.producer_name, proto.producer_version = "segcli", __version__
+    onnx.checker.check_model(proto)
+    data = proto.SerializeToString()
+    est = OnnxEstimator(session(data, estimator_path(path)))
+    diff = _check([est(x, p) for x, p in zip(samples, probs)], reference, TOLERANCE_FP32, estimator_path(path))
+    return data, diff, entry
 
 
 @contextmanager

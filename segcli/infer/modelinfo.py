@@ -61,7 +61,17 @@ def _checkpoint_info(path: Path) -> dict[str, Any]:
         "data": ckpt.data_summary or None,
         "best": {"epoch": ckpt.best_epoch, "val_mIoU": best_row.get("val_mIoU"), "val_Dice": best_row.get("val_Dice")},
         "this_epoch": {"epoch": ckpt.epoch, **{f"val_{k}": v for k, v in ckpt.metrics.items()}},
+        "quality_estimator": _estimator_part(ckpt),
     }
+
+
+def _estimator_part(ckpt: Any) -> Optional[dict[str, Any]]:
+    """The quality estimator's size and calibration, or None (trained without one, or before it existed)."""
+    if not ckpt.has_estimator:
+        return None
+    cal = ckpt.calibration or {}
+    return {"parameters": _param_count(ckpt.estimator), "target": cal.get("target"),
+            "calibration": cal.get("fitted_on") or {"calibrated": False}}
 
 
 def _exported_info(path: Path, kind: str, meta: dict[str, Any]) -> dict[str, Any]:
@@ -72,8 +82,13 @@ def _exported_info(path: Path, kind: str, meta: dict[str, Any]) -> dict[str, Any
     passed = ("training", "data", "best")
     extra = {k: v for k, v in meta.items() if k not in ("data_info", "architecture", "size_multiple",
                                                        "segcli_version", "class_names", *passed)}
+    q = meta.get("quality") if isinstance(meta.get("quality"), dict) else None
+    estimator = {"file": q.get("estimator"), "target": q.get("target"),
+                 "calibration": (q.get("calibration") or {}).get("fitted_on") or {"calibrated": False}} if q else None
+    extra.pop("quality", None)
     return {"path": str(path), "kind": kind, "segcli_version": meta.get("segcli_version"), **_data_part(info),
-            "architecture": arch, **{k: meta[k] for k in passed if k in meta}, "export": extra}
+            "architecture": arch, **{k: meta[k] for k in passed if k in meta}, "export": extra,
+            "quality_estimator": estimator}
 
 
 def model_info(path: str | Path) -> dict[str, Any]:

@@ -65,5 +65,18 @@ class OnnxBackend:
         return out.astype(np.float32, copy=False)
 
 
+class OnnxEstimator:
+    """An exported quality estimator: (normalised padded batch, probabilities) in, (N, 1, H, W) error
+    probabilities out."""
+
+    def __init__(self, sess: Any) -> None:
+        self.sess = sess
+        self.names = [i.name for i in sess.get_inputs()]
+
+    def __call__(self, batch: np.ndarray, probs: np.ndarray) -> np.ndarray:
+        feed = dict(zip(self.names, (batch.astype(np.float32, copy=False), probs.astype(np.float32, copy=False))))
+        return self.sess.run(None, feed)[0].astype(np.float32, copy=False)
+
+
 def run_onnx(model: Path | bytes, x: np.ndarray, name: str | Path = "") -> np.ndarray:
     return OnnxBackend(session(model, name))(x)

@@ -106,12 +106,21 @@ class Writer:
 
 
 class Segmented:
-    """A prefetched item after the model: labels (and probabilities) or the load error."""
+    """A prefetched item after the model: its Segmentation (segcli.infer.predictor: labels, and
+    probabilities, error map and quality when asked) or the load error."""
 
-    __slots__ = ("item", "labels", "probs", "seconds")
+    __slots__ = ("item", "seg", "seconds")
 
-    def __init__(self, item: Loaded[Any], labels: Any = None, probs: Any = None, seconds: float = 0.0) -> None:
-        self.item, self.labels, self.probs, self.seconds = item, labels, probs, seconds
+    def __init__(self, item: Loaded[Any], seg: Any = None, seconds: float = 0.0) -> None:
+        self.item, self.seg, self.seconds = item, seg, seconds
+
+    @property
+    def labels(self) -> Any:
+        return self.seg.labels if self.seg is not None else None
+
+    @property
+    def probs(self) -> Any:
+        return self.seg.probs if self.seg is not None else None
 
 
 def segment_stream(
@@ -132,7 +141,7 @@ def segment_stream(
         t0 = time.perf_counter()
         outs = predictor.segment_batch([image_of(b.value) for b in batch], keep_probs=keep_probs)
         each = (time.perf_counter() - t0) / len(batch)
-        done = [Segmented(b, labels, probs, each) for b, (labels, probs) in zip(batch, outs)]
+        done = [Segmented(b, seg, each) for b, seg in zip(batch, outs)]
         batch.clear()
         yield from done
 
@@ -147,8 +156,8 @@ def segment_stream(
             yield from flush()
             t0 = time.perf_counter()
             alloc = probs_alloc(item.key) if keep_probs and probs_alloc else None
-            labels, probs = predictor.segment(image, alloc)
-            yield Segmented(item, labels, probs, time.perf_counter() - t0)
+            seg = predictor.segment(image, alloc)
+            yield Segmented(item, seg, time.perf_counter() - t0)
             continue
         if batch and (image.shape[:2] != image_of(batch[0].value).shape[:2] or len(batch) >= predictor.batch_size):
             yield from flush()

@@ -31,6 +31,20 @@ class PredictResult:
     seconds: float = 0.0
     fractions: list[float] = field(default_factory=list)
     error: Optional[str] = None
+    quality: Optional[float] = None  # with --quality: the estimated mIoU (binary: foreground Dice)
+    error_map: Optional[Path] = None  # with --quality: <stem>_error.png
+
+    def to_json(self) -> dict[str, Any]:
+        """The `--json` line (quality and error_map only for --quality runs)."""
+        d = {"input": str(self.input), "output": _str(self.output), "overlay": _str(self.overlay),
+             "probs": _str(self.probs), "seconds": self.seconds, "fractions": self.fractions, "error": self.error}
+        if self.error_map is not None or self.quality is not None:
+            d.update(quality=self.quality, error_map=_str(self.error_map))
+        return d
+
+
+def _str(p: Optional[Path]) -> Optional[str]:
+    return str(p) if p is not None else None
 
 
 def collect_inputs(sources: list[str], stdin: Optional[Iterable[str]] = None) -> tuple[list[Path], list[str]]:
@@ -86,7 +100,7 @@ def plan_outputs(inputs: list[Path], out: Path, single_file: bool) -> dict[Path,
             plan[p] = out / f"{stem}.png"
     inputs_resolved = {p.resolve() for p in inputs}
     for dst in plan.values():
-        for candidate in (dst, overlay_path(dst), probs_path(dst)):
+        for candidate in (dst, overlay_path(dst), probs_path(dst), error_path(dst)):
             if candidate.resolve() in inputs_resolved:
                 raise UserError(f"{candidate}: output would overwrite an input; choose another -o")
     return plan
@@ -98,6 +112,10 @@ def overlay_path(mask: Path) -> Path:
 
 def probs_path(mask: Path) -> Path:
     return mask.with_name(mask.stem + "_probs.npy")
+
+
+def error_path(mask: Path) -> Path:
+    return mask.with_name(mask.stem + "_error.png")
 
 
 def mask_image(labels: np.ndarray, binary: bool, colors: Optional[list[list[int]]] = None) -> Image.Image:
@@ -135,7 +153,8 @@ def run_predict(
     save_probs: bool = False, on_result: Optional[Callable[[PredictResult], None]] = None,
     workers: int = 2,
 ) -> list[PredictResult]:
-    """Predict every input; unreadable inputs become results with `error` set, the rest are written.
+    """Predict every input; unreadable inputs become results with `error` set, the rest are written
+    (with `predictor.quality`: `<stem>_error.png` too, and the estimate in each result).
 
     Decoding runs ahead and writing runs behind on threads (see segcli.infer.pipeline); results
     are reported in input order.
@@ -152,11 +171,14 @@ def run_predict(
         t0 = time.perf_counter()
         dst = plan[path]
         save_mask(s.labels, info.binary, dst, info.colors)
-        res = PredictResult(path, dst)
+        res = PredictResult(path, dst, quality=s.seg.quality)
+        if s.seg.error is not None:
+            res.error_map = error_path(dst)
+            Image.fromarray(s.seg.error, "L").save(res.error_map)
         if with_overlay:
             res.overlay = overlay_path(dst)
-            Image.fromarray(overlay(s.item.value, s.labels, info.binary, colors=info.colors, bands=info.bands)
-                            ).save(res.overlay)
+            Image.fromarray(overlay(s.item.value, s.labels, info.binary, colors=info.colors, bands=info.bands,
+                                    suspect=s.seg.error)).save(res.overlay)
         if s.probs is not None:
             res.probs = probs_path(dst)
             if isinstance(s.probs, np.memmap):

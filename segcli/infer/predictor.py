@@ -18,32 +18,29 @@ from segcli.config import DataInfo
 from segcli.data.io import normalize, to_channels
 from segcli.errors import ModelFileError, UserError
 from segcli.models.output import OutputSpec
+from segcli.quality import Calibration, QualityStats, error_image, no_estimator, pixel_maps, uncalibrated
+
+ESTIMATOR_ROLE = "quality estimator"  # the `role` in an exported estimator's metadata
 
 Backend = Callable[[np.ndarray], np.ndarray]
+# (normalised padded batch, its probabilities) -> (N, 1, H, W) error probabilities
+Estimator = Callable[[np.ndarray, np.ndarray], np.ndarray]
 # Allocates a float16 array of the given shape for probabilities (in memory or a .npy memmap).
 ProbsAlloc = Callable[[tuple[int, ...]], np.ndarray]
 
 
-class TorchBackend:
-    def __init__(self, gen: Any, device: str = "auto", precision: str = "auto") -> None:
-        import torch
+@dataclass
+class Segmentation:
+    """One image's result: labels (HxW uint8), and when asked, float16 probabilities (C'xHxW); with
+    `quality`: the error map (HxW uint8, 255 = most likely wrong), the per-image sums it came with
+    (segcli.quality.QualityStats) and the calibrated estimate; with `baselines`, also the entropy map."""
 
-        from segcli.device import select_device, select_precision
-
-        self.torch = torch
-        self.device = select_device(device)
-        self.precision = select_precision(precision, self.device)
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        # channels_last: oneDNN (CPU) and cuDNN pick faster convolution kernels for it
-        self.gen = gen.to(self.device, memory_format=torch.channels_last).eval()
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        torch = self.torch
-        with torch.inference_mode(), self.precision.autocast():
-            x = torch.from_numpy(batch).to(self.device, non_blocking=True)
-            probs = self.gen.output.probabilities(self.gen(x.contiguous(memory_format=torch.channels_last)).float())
-        return probs.contiguous().cpu().numpy()
+    labels: np.ndarray
+    probs: Optional[np.ndarray] = None
+    error: Optional[np.ndarray] = None
+    stats: Optional[QualityStats] = None
+    quality: Optional[float] = None
+    entropy: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -51,7 +48,9 @@ class Predictor:
     """How to turn a decoded image into probabilities and labels, whatever the backend.
 
     Tiling, test-time augmentation and thresholding live here, above the backend, so an
-    ONNX model gets them exactly as a torch checkpoint does.
+    ONNX model gets them exactly as a torch checkpoint does. With `quality`, the estimator runs
+    on every forward pass's (padded input, probabilities) and its error map travels as one more
+    channel: blended across tiles and averaged over TTA flips exactly like the probabilities.
     """
 
     backend: Backend
@@ -64,6 +63,11 @@ class Predictor:
     overlap: float = 0.25
     batch_size: int = 4
     train_size: Optional[int] = None  # the training patch side, when the model says
+    estimator: Optional[Estimator] = None  # the quality estimator, when the model holds one
+    calibration: Optional[Calibration] = None
+    quality: bool = False  # run the estimator: error maps and the calibrated quality estimate
+    baselines: bool = False  # with quality: entropy sums and maps too (evaluate's baselines)
+    source: str = "model"  # where the model came from (messages)
 
     @property
     def size_multiple(self) -> int:
@@ -79,10 +83,13 @@ class Predictor:
         if ph or pw:  # zero after normalisation = the mean intensity, as the model pads
             x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)))
         out = self.backend(x)
+        if self.quality and self.estimator is not None:
+            out = np.concatenate([out, self.estimator(x, out)], axis=1)
         return out[:, :, :h, :w] if (ph or pw) else out
 
     def probs(self, batch: list[np.ndarray]) -> list[np.ndarray]:
-        """Preprocessed same-size CxHxW arrays to probabilities at their own size.
+        """Preprocessed same-size CxHxW arrays to probabilities at their own size (with `quality`,
+        one more channel: the error probability).
 
         With `tta`, the mean over the image and its horizontal, vertical and double flips
         (nnU-Net's mirroring): 4x the compute for smoother, more reliable probabilities.
@@ -98,8 +105,8 @@ class Predictor:
         return list(out)
 
     def labels(self, probs: np.ndarray) -> np.ndarray:
-        """Probabilities (C'xHxW) to class labels (HxW uint8)."""
-        return self.output.labels_from_probs(probs, self.threshold)
+        """Probabilities (C'xHxW, or C'+1 with the error channel) to class labels (HxW uint8)."""
+        return self.output.labels_from_probs(probs[: self.output.channels], self.threshold)
 
     def tile_for(self, h: int, w: int) -> int:
         """Tile side for an HxW image (0: whole image in one pass)."""
@@ -107,47 +114,83 @@ class Predictor:
 
         return choose_tile(h, w, self.tile, self.train_size, self.size_multiple)
 
-    def segment(
-        self, image: np.ndarray, probs_out: Optional[ProbsAlloc] = None,
-    ) -> tuple[np.ndarray, Optional[np.ndarray]]:
-        """One decoded image to (labels HxW uint8, float16 C'xHxW probabilities or None).
+    def _finish(self, seg: Segmentation) -> Segmentation:
+        if seg.stats is not None and self.calibration is not None:
+            seg.quality = round(self.calibration.estimate(seg.stats.features()), 4)
+        return seg
 
-        Probabilities are kept only when `probs_out` is given: it allocates the float16
-        array (e.g. a memory-mapped .npy file) so a huge image's never sit in RAM.
+    def _rows(self, seg: Segmentation, y0: int, y1: int, rows: np.ndarray) -> None:
+        """Labels (and error map, sums, entropy) of rows y0:y1 from their probabilities."""
+        c = self.output.channels
+        lab = seg.labels[y0:y1] = self.labels(rows)
+        if not self.quality or rows.shape[0] <= c:
+            return
+        err = rows[c]
+        assert seg.error is not None and seg.stats is not None
+        seg.error[y0:y1] = error_image(err)
+        seg.stats.add(rows[:c], lab, err, self.baselines)
+        if seg.entropy is not None:
+            seg.entropy[y0:y1] = pixel_maps(rows[:c], self.output.binary, entropy=True)["entropy"]
+
+    def _empty(self, h: int, w: int) -> Segmentation:
+        seg = Segmentation(np.empty((h, w), np.uint8))
+        if self.quality and self.estimator is not None:
+            seg.error = np.empty((h, w), np.uint8)
+            seg.stats = QualityStats(2 if self.output.binary else self.output.num_classes, self.output.binary)
+            if self.baselines:
+                seg.entropy = np.empty((h, w), np.float16)
+        return seg
+
+    def segment(self, image: np.ndarray, probs_out: Optional[ProbsAlloc] = None) -> Segmentation:
+        """One decoded image to its Segmentation (probabilities kept only when `probs_out` is given).
+
+        `probs_out` allocates the float16 array (e.g. a memory-mapped .npy file) so a huge image's
+        probabilities never sit in RAM.
         """
         h, w = image.shape[:2]
         tile = self.tile_for(h, w)
+        seg = self._empty(h, w)
+        c = self.output.channels
         if not tile:
             p = self.probs([self.preprocess(image)])[0]
-            return self.labels(p), (_store(p, probs_out) if probs_out else None)
+            self._rows(seg, 0, h, p)
+            if probs_out:
+                seg.probs = _store(p[:c], probs_out)
+            return self._finish(seg)
         from segcli.infer.tiling import sliding_window
 
-        labels = np.empty((h, w), np.uint8)
-        kept: list[Optional[np.ndarray]] = [None]
-
         def sink(y0: int, y1: int, rows: np.ndarray) -> None:
-            labels[y0:y1] = self.labels(rows)
+            self._rows(seg, y0, y1, rows)
             if probs_out is not None:
-                if kept[0] is None:
-                    kept[0] = probs_out((rows.shape[0], h, w))
-                kept[0][:, y0:y1] = rows
+                if seg.probs is None:
+                    seg.probs = probs_out((c, h, w))
+                seg.probs[:, y0:y1] = rows[:c]
 
         def tiles(crops: list[np.ndarray]) -> list[np.ndarray]:
             return self.probs([self.preprocess(c) for c in crops])
 
         sliding_window(image, tiles, tile, sink, self.overlap, self.batch_size)
-        return labels, kept[0]
+        return self._finish(seg)
 
-    def segment_batch(self, images: list[np.ndarray], keep_probs: bool = False) -> list[tuple[np.ndarray, Optional[np.ndarray]]]:
+    def segment_batch(self, images: list[np.ndarray], keep_probs: bool = False) -> list[Segmentation]:
         """Same-size images that need no tiling, in one forward pass."""
-        out = self.probs([self.preprocess(im) for im in images])
-        return [(self.labels(p), p.astype(np.float16) if keep_probs else None) for p in out]
+        out = []
+        for image, p in zip(images, self.probs([self.preprocess(im) for im in images])):
+            seg = self._empty(*image.shape[:2])
+            self._rows(seg, 0, image.shape[0], p)
+            if keep_probs:
+                seg.probs = p[: self.output.channels].astype(np.float16)
+            out.append(self._finish(seg))
+        return out
 
-    def predict(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One decoded image to (labels HxW, float16 probabilities C'xHxW)."""
-        labels, p = self.segment(image, _in_memory)
-        assert p is not None
-        return labels, p
+    def predict(self, image: np.ndarray) -> Segmentation:
+        """One decoded image to its Segmentation, float16 probabilities (C'xHxW) included."""
+        return self.segment(image, _in_memory)
+
+    def require_quality(self) -> None:
+        """A one-line UserError unless this model can estimate quality."""
+        if self.estimator is None:
+            raise UserError(self.meta.get("no_estimator") or no_estimator(self.source))
 
 
 def _in_memory(shape: tuple[int, ...]) -> np.ndarray:
@@ -169,10 +212,17 @@ def load_predictor(path: str | Path, device: str = "auto", precision: str = "aut
         from segcli.checkpoint import Checkpoint
         from segcli.config import to_dict
 
+        from segcli.infer.torchrt import TorchBackend, TorchEstimator
+
         ckpt = Checkpoint.load(path)
         meta = {"model": ckpt.model, "train": to_dict(ckpt.train), "metrics": ckpt.metrics}
-        pred = Predictor(TorchBackend(ckpt.build_generator(), device, precision), ckpt.data, ckpt.output, meta)
+        backend = TorchBackend(ckpt.build_generator(), device, precision)
+        pred = Predictor(backend, ckpt.data, ckpt.output, meta)
+        if ckpt.has_estimator:
+            pred.estimator = TorchEstimator(ckpt.build_estimator(), backend)
+            pred.calibration = ckpt.quality_calibration()
     pred.train_size = _train_size(pred.meta)
+    pred.source = str(path)
     return pred
 
 
@@ -185,12 +235,38 @@ def onnx_predictor(path: Path) -> Predictor:
         raise ModelFileError(f"{path}: model file not found")
     sess = session(path)
     meta = session_metadata(sess, path)
+    if meta.get("role") == ESTIMATOR_ROLE:
+        raise UserError(f"{path}: this is the quality estimator of {meta.get('model_file', 'an exported model')}; "
+                        "pass that model to --model (its estimator is found beside it)")
     try:
         info = from_dict(DataInfo, meta["data_info"])
         output = OutputSpec(bool(meta["binary"]), int(meta["num_classes"]), int(meta["size_multiple"]))
     except (KeyError, TypeError, ValueError):
         raise ModelFileError(f"{path}: segcli metadata lacks data_info/size_multiple; re-export it") from None
-    return Predictor(OnnxBackend(sess), info, output, meta)
+    pred = Predictor(OnnxBackend(sess), info, output, meta)
+    _onnx_estimator(pred, path)
+    return pred
+
+
+def _onnx_estimator(pred: Predictor, path: Path) -> None:
+    """The exported estimator named in the model's metadata, from the file beside it, if there."""
+    from segcli.infer.onnxrt import OnnxEstimator, session
+
+    q = pred.meta.get("quality")
+    if not isinstance(q, dict) or not q.get("estimator"):
+        pred.meta["no_estimator"] = no_estimator(str(path))
+        return
+    sibling = path.with_name(str(q["estimator"]))
+    if not sibling.is_file():
+        pred.meta["no_estimator"] = (f"{path}: its quality estimator {sibling.name} is missing; keep it beside the "
+                                     "model (segcli export writes both)")
+        return
+    try:
+        pred.calibration = Calibration.from_dict(q["calibration"]) if q.get("calibration") else uncalibrated(
+            pred.output.binary)
+    except (KeyError, TypeError, ValueError):
+        raise ModelFileError(f"{path}: malformed quality calibration in its metadata; re-export it") from None
+    pred.estimator = OnnxEstimator(session(sibling))
 
 
 def _train_size(meta: dict[str, Any]) -> Optional[int]:
@@ -232,10 +308,13 @@ def check_options(tile: Optional[int] = None, no_tile: bool = False, overlap: fl
 
 def configure(
     predictor: Predictor, tile: Optional[int] = None, no_tile: bool = False, overlap: float = 0.25,
-    tta: bool = False, threshold: float = 0.5, batch_size: int = 4,
+    tta: bool = False, threshold: float = 0.5, batch_size: int = 4, quality: bool = False,
 ) -> Predictor:
     """Apply the inference options predict and evaluate share, checking their values."""
     check_options(tile, no_tile, overlap, threshold, batch_size)
+    if quality:
+        predictor.require_quality()
+    predictor.quality = quality
     if tile is not None and tile < 2 * predictor.size_multiple:
         raise UserError(f"--tile {tile}: must be at least {2 * predictor.size_multiple} pixels for this model")
     predictor.tile = 0 if no_tile else tile

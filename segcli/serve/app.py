@@ -124,10 +124,13 @@ def _add_routes(app: FastAPI) -> None:
                                                                          "(binary models; default 0.5)"),
         tta: bool = Query(False, description="Average over flips (4x the compute)"),
         overlay: bool = Query(False, description="With format=json: add the overlay PNG as a data URL"),
+        quality: bool = Query(False, description="With format=json: add the label-free quality estimate (estimated "
+                                                 "mIoU; binary: Dice) and the error map PNG as a data URL (models "
+                                                 "holding a quality estimator)"),
     ) -> Response:
         """Segment one image."""
         service: Service = request.app.state.service
-        body, media = await service.predict(request, PredictOptions(fmt, threshold, tta, overlay))
+        body, media = await service.predict(request, PredictOptions(fmt, threshold, tta, overlay, quality))
         return Response(body, media_type=media)
 
     @app.get("/healthz")

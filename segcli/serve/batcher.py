@@ -25,7 +25,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from segcli.infer.predictor import Predictor
+from segcli.infer.predictor import Predictor, Segmentation
 from segcli.serve.metrics import Metrics
 
 log = logging.getLogger("segcli.serve")
@@ -43,13 +43,15 @@ class Job:
     image: np.ndarray
     tta: bool
     threshold: float
-    key: Optional[tuple[int, int, bool, float]]
+    key: Optional[tuple[int, int, bool, float, bool]]
+    quality: bool = False
     future: Future = field(default_factory=Future)
     queued_at: float = field(default_factory=time.monotonic)
 
 
 class Batcher:
-    """The model thread and its queue. `submit` returns a Future of the HxW uint8 labels."""
+    """The model thread and its queue. `submit` returns a Future of the image's Segmentation
+    (segcli.infer.predictor: its HxW uint8 labels, and error map and quality when asked)."""
 
     def __init__(self, predictor: Predictor, max_batch: int, max_wait: float, metrics: Metrics,
                  incoming: Callable[[], int] = lambda: 0) -> None:
@@ -73,10 +75,10 @@ class Batcher:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, image: np.ndarray, tta: bool, threshold: float) -> Future:
+    def submit(self, image: np.ndarray, tta: bool, threshold: float, quality: bool = False) -> Future:
         h, w = image.shape[:2]
-        key = None if self.predictor.tile_for(h, w) else (h, w, tta, threshold)
-        job = Job(image, tta, threshold, key)
+        key = None if self.predictor.tile_for(h, w) else (h, w, tta, threshold, quality)
+        job = Job(image, tta, threshold, key, quality)
         with self._cv:
             if self._closing:
                 raise Overloaded("the server is shutting down")
@@ -127,7 +129,7 @@ class Batcher:
         fails only its own request."""
         t0 = time.perf_counter()
         try:
-            labels = self._segment(batch)
+            segs = self._segment(batch)
         except Exception as e:
             if len(batch) > 1:
                 for job in batch:
@@ -142,15 +144,15 @@ class Batcher:
         self.metrics.images.inc(len(batch))
         per = seconds / len(batch)
         self.seconds_per_image = per if not self.seconds_per_image else 0.9 * self.seconds_per_image + 0.1 * per
-        for job, lab in zip(batch, labels):
-            job.future.set_result(lab)
+        for job, seg in zip(batch, segs):
+            job.future.set_result(seg)
 
-    def _segment(self, batch: list[Job]) -> list[np.ndarray]:
+    def _segment(self, batch: list[Job]) -> list[Segmentation]:
         first = batch[0]
-        pred = dataclasses.replace(self.predictor, tta=first.tta, threshold=first.threshold)
+        pred = dataclasses.replace(self.predictor, tta=first.tta, threshold=first.threshold, quality=first.quality)
         if first.key is None:
-            return [pred.segment(first.image)[0]]
-        return [lab for lab, _ in pred.segment_batch([j.image for j in batch])]
+            return [pred.segment(first.image)]
+        return pred.segment_batch([j.image for j in batch])
 
 
 class Admission:

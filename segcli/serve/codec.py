@@ -128,17 +128,19 @@ def mask_png(labels: np.ndarray, info: DataInfo) -> bytes:
     return png(mask_image(labels, info.binary, info.colors))
 
 
-def overlay_png(image: np.ndarray, labels: np.ndarray, info: DataInfo) -> bytes:
-    """The `<stem>_overlay.png` of `segcli predict --overlay`."""
-    return png(Image.fromarray(overlay(image, labels, info.binary, colors=info.colors, bands=info.bands)))
+def overlay_png(image: np.ndarray, labels: np.ndarray, info: DataInfo, error: Optional[np.ndarray] = None) -> bytes:
+    """The `<stem>_overlay.png` of `segcli predict --overlay` (with an error map: `--quality` too,
+    the suspect regions outlined)."""
+    return png(Image.fromarray(overlay(image, labels, info.binary, colors=info.colors, bands=info.bands,
+                                       suspect=error)))
 
 
 def describe(labels: np.ndarray, info: DataInfo, threshold: float, tta: bool,
-             overlay_image: Optional[bytes] = None) -> dict[str, Any]:
-    """`?format=json`: the mask's size and each class's share, name and overlay colour.
-
-    The one place the JSON answer is built (a label-free quality estimate joins it here when
-    models carry one)."""
+             overlay_image: Optional[bytes] = None, quality: Optional[float] = None,
+             error: Optional[np.ndarray] = None) -> dict[str, Any]:
+    """`?format=json`: the mask's size and each class's share, name and overlay colour; with
+    `?quality=true`, the label-free quality estimate and the error map (`segcli predict --quality`'s
+    `quality` and `<stem>_error.png`). The one place the JSON answer is built."""
     k = 2 if info.binary else info.num_classes
     shares = class_fractions(labels, k)
     pal = overlay_palette(info.binary, info.colors)
@@ -152,4 +154,7 @@ def describe(labels: np.ndarray, info: DataInfo, threshold: float, tta: bool,
     }
     if overlay_image is not None:
         result["overlay"] = "data:image/png;base64," + base64.b64encode(overlay_image).decode("ascii")
+    if error is not None:
+        result["quality"] = quality
+        result["error"] = "data:image/png;base64," + base64.b64encode(png(Image.fromarray(error, "L"))).decode("ascii")
     return result

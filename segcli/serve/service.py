@@ -20,7 +20,8 @@ from typing import Any, Callable, Optional, TypeVar
 import numpy as np
 
 from segcli.infer.modelinfo import model_info
-from segcli.infer.predictor import Predictor, configure, load_predictor, resolve_model
+from segcli.infer.predictor import Predictor, Segmentation, configure, load_predictor, resolve_model
+from segcli.quality import no_estimator
 from segcli.serve import codec
 from segcli.serve.batcher import Admission, Batcher, Overloaded
 from segcli.serve.codec import RequestError
@@ -39,6 +40,7 @@ class PredictOptions:
     threshold: Optional[float] = None
     tta: bool = False
     overlay: bool = False  # with json: the overlay as a data URL (the page's one request)
+    quality: bool = False  # with json: the quality estimate and the error map as a data URL
 
 
 class Service:
@@ -105,6 +107,9 @@ class Service:
             raise self.overloaded(f"{adm.max_requests} requests inside already (--max-queue)")
         pixels, handed_over = 0, False
         try:
+            if opts.quality and self.predictor.estimator is None:
+                raise RequestError(400, "quality=true: " + (self.predictor.meta.get("no_estimator")
+                                                            or no_estimator("the served model")), "bad_request")
             data = await codec.read_body(request, self.config.max_body)
             n = codec.check_image(data, self.config.max_pixels)
             if not adm.reserve(n):
@@ -116,27 +121,27 @@ class Service:
             use_default = opts.threshold is None or not self.predictor.info.binary
             threshold = self.predictor.threshold if use_default else opts.threshold
             try:
-                future = self.batcher.submit(image, opts.tta, threshold)
+                future = self.batcher.submit(image, opts.tta, threshold, opts.quality and opts.format == "json")
             except Overloaded as e:
                 raise self.overloaded(str(e)) from None
             adm.handed_over()
             handed_over = True
             try:
-                labels = await asyncio.wrap_future(future)
+                seg = await asyncio.wrap_future(future)
             except Exception as e:  # logged by the model thread; the other requests are unaffected
                 raise RequestError(500, f"the model failed on this image ({type(e).__name__}: {e})", "internal") from None
-            return await self._io(self._answer, image, labels, opts, threshold), MEDIA[opts.format]
+            return await self._io(self._answer, image, seg, opts, threshold), MEDIA[opts.format]
         finally:
             adm.leave(pixels, handed_over)
 
-    def _answer(self, image: np.ndarray, labels: np.ndarray, opts: PredictOptions, threshold: float) -> bytes:
-        info = self.predictor.info
+    def _answer(self, image: np.ndarray, seg: Segmentation, opts: PredictOptions, threshold: float) -> bytes:
+        info, labels = self.predictor.info, seg.labels
         if opts.format == "png":
             return codec.mask_png(labels, info)
         if opts.format == "overlay":
             return codec.overlay_png(image, labels, info)
-        over = codec.overlay_png(image, labels, info) if opts.overlay else None
-        return json.dumps(codec.describe(labels, info, threshold, opts.tta, over)).encode()
+        over = codec.overlay_png(image, labels, info, seg.error) if opts.overlay else None
+        return json.dumps(codec.describe(labels, info, threshold, opts.tta, over, seg.quality, seg.error)).encode()
 
 
 async def _drain(request: Any, limit: int) -> None:

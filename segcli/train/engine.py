@@ -28,14 +28,15 @@ from segcli.models import OutputSpec
 from segcli.train import distributed, safety
 from segcli.train.callbacks import Callbacks
 from segcli.train.consistency import ConsistencySet, consistency_term
+from segcli.train.estimator import LR as ESTIMATOR_LR, calibrate
 from segcli.train.gan import UnlabeledTerm, train_step
 from segcli.train.schedule import lr_at, ramp, set_lr
 from segcli.train.state import Run, seed_everything, setup
 
 SAMPLES = 4  # validation images in plots/val_samples.png
 CSV_FIELDS = ["epoch", "g_loss", "g_seg", "g_adv", "d_loss", "val_mIoU", "val_Dice", "lr_g", "lr_d", "seconds",
-              "train_seconds", "semi_pixels", "ema"]
-LOSS_KEYS = ("g_loss", "g_seg", "g_adv", "d_loss")
+              "train_seconds", "semi_pixels", "ema", "e_loss"]
+LOSS_KEYS = ("g_loss", "g_seg", "g_adv", "d_loss", "e_loss")
 
 
 @dataclass
@@ -147,16 +148,21 @@ def train_one_epoch(run: Run, epoch: int, cb: Callbacks) -> EpochResult:
         progress = max((epoch + i / steps) / cfg.epochs, clock.progress())
         set_lr(run.opt_g, lr_at(cfg.lr_g, progress))
         set_lr(run.opt_d, lr_at(cfg.lr_d, progress))
+        est = run.estimator
+        if est is not None:
+            set_lr(est.opt, lr_at(ESTIMATOR_LR, progress))
         # an untrained G is uncertain everywhere; a full-strength D would push it to the majority classes
         adv_w = cfg.adv_weight * ramp(cfg.adv_warmup, epoch + i / steps, progress)
         image = image.to(run.device, non_blocking=True, memory_format=torch.channels_last)
         labels = labels.to(run.device, non_blocking=True)
-        gan_now = run.disc_t is not None and (epoch * steps + i) % cfg.d_every == 0
+        d_step = (epoch * steps + i) % cfg.d_every == 0
+        gan_now = run.disc_t is not None and d_step
         term = None
         if unlabeled_iter is not None and unl.wants_batch(epoch * steps + i, gan_now):
             term = _unlabeled_term(run, next(unlabeled_iter))
         losses = train_step(run.gen_t, run.disc_t if gan_now else None, run.opt_g, run.opt_d, image, labels,
-                            run.settings, adv_w, run.precision.autocast, run.scalers, term)
+                            run.settings, adv_w, run.precision.autocast, run.scalers, term,
+                            est.step if est is not None and d_step else None)
         if unl is not None:
             unl.record(losses)
         if run.ema is not None:
@@ -250,7 +256,8 @@ def save_epoch(run: Run, epoch: int, metrics: dict[str, Any], improved: bool, fi
         run.last = ckpt.replace(opt_g=run.opt_g.state_dict(), opt_d=run.opt_d.state_dict() if run.opt_d else None,
                                 finished=finished, train_generator=run.gen.state_dict() if run.ema else None,
                                 ema_generator=run.ema.module.state_dict() if run.ema else None,
-                                ema_updates=run.ema.updates if run.ema else 0)
+                                ema_updates=run.ema.updates if run.ema else 0,
+                                opt_e=run.estimator.opt.state_dict() if run.estimator else None)
         run.last.save(run.weights / "last.pt")
         atomic_write_bytes(run.run_dir / "metrics.csv", csv_text(run.history).encode())
         run.guard.saved_epoch = epoch
@@ -259,16 +266,43 @@ def save_epoch(run: Run, epoch: int, metrics: dict[str, Any], improved: bool, fi
 def finish(run: Run, stopped: str) -> TrainResult:
     """Mark last.pt finished, draw the plots, and say how the run went."""
     epochs_run = int(run.history[-1]["epoch"]) if run.history else run.start_epoch
+    if run.estimator is not None:
+        run.ctx.average_buffers(run.estimator.net)  # every process takes part; rank 0 calibrates and saves
     if run.ctx.main:
         last_path = run.weights / "last.pt"
         if not last_path.is_file():
             raise UserError(f"--time {run.cfg.time}: too short to train and validate once; give a longer budget")
         if run.last is None or not run.last.finished:  # the run ended without a validation that knew it
-            (run.last or Checkpoint.load(last_path)).replace(finished=True).save(last_path)
+            run.last = (run.last or Checkpoint.load(last_path)).replace(finished=True)
+            run.last.save(last_path)
+        if run.estimator is not None:
+            calibrate_run(run)
         _finish_plots(run)
     best = next((r for r in run.history if r["epoch"] == run.tracker.best_epoch), {})
     return TrainResult(run.run_dir, epochs_run, run.tracker.best_epoch, best, run.history, stopped,
                        run.unlabeled.summary() if run.unlabeled is not None else "")
+
+
+def calibrate_run(run: Run) -> None:
+    """Fit the quality estimator's calibration with best.pt's generator on the validation images and
+    store it, with the estimator as training left it, in best.pt (and in last.pt when it holds the
+    same generator)."""
+    assert run.estimator is not None
+    best_path, last_path = run.weights / "best.pt", run.weights / "last.pt"
+    if not best_path.is_file():
+        return
+    best = Checkpoint.load(best_path)
+    gen = best.build_generator().to(run.device, memory_format=torch.channels_last)
+    est = run.estimator.net
+    cal = calibrate(gen, est, run.val_dl.dataset, run.device, run.precision.autocast, run.cfg.seed, best.epoch)
+    changes = {"estimator": est.state_dict(), "estimator_config": run.estimator.config,
+               "calibration": cal.to_dict() if cal is not None else None}
+    with run.guard.saving():
+        best.replace(**changes).save(best_path)
+        last = run.last or Checkpoint.load(last_path)
+        if last.epoch == best.epoch:
+            run.last = last.replace(**changes)
+            run.last.save(last_path)
 
 
 def csv_text(history: list[dict[str, Any]]) -> str:

@@ -134,8 +134,11 @@ def train_step(
     autocast: Autocast = nullcontext,
     scalers: tuple[Optional[torch.amp.GradScaler], Optional[torch.amp.GradScaler]] = (None, None),
     unlabeled: Optional[UnlabeledTerm] = None,
+    estimator: Optional[Callable[[torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]] = None,
 ) -> dict[str, torch.Tensor]:
-    """G forward, D step on the detached fake, G step with D frozen.
+    """G forward, D step on the detached fake, G step with D frozen; then, given an `estimator`
+    step, the quality estimator's update on (image, G's detached logits, labels), which leaves G's
+    update as it would be without it.
 
     `unlabeled` computes the semi-supervised loss of an unlabeled batch (segcli.train.consistency,
     segcli.train.semi): G runs a separate pass over that batch (one pass over both batches shares
@@ -153,4 +156,6 @@ def train_step(
         extra, semi_out = unlabeled()
         losses.update(semi_out)
     losses.update(generator_step(disc, opt_g, image, logits, labels, s, adv_weight, autocast, scalers[0], extra))
+    if estimator is not None:
+        losses.update(estimator(image, logits.detach(), labels))
     return losses

@@ -19,6 +19,7 @@ class Clock:
         self.budget = budget
         self.t0 = (time.monotonic() if started is None else started) - elapsed_before
         self.val_cost = 0.0  # seconds of the latest validation, measured
+        self.calibration = False  # the run ends with the quality estimator's calibration (about 1.5 validations)
         self.agree = agree  # rank 0's clock under DDP, so every process stops together
 
     def elapsed(self) -> float:
@@ -27,12 +28,15 @@ class Clock:
     def progress(self) -> float:
         return self.elapsed() / self.budget if self.budget else 0.0
 
-    # What a run does after its last step: the last validation (measured: val_cost), then writing
-    # the checkpoints, the plots and exiting (about a second and a half on a CPU).
+    # What a run does after its last step: the last validation (measured: val_cost), the quality
+    # estimator's calibration (a pass over the validation images with the estimator and the
+    # features of random crops), then writing the checkpoints, the plots and exiting (about a second
+    # and a half on a CPU).
     FINISH = 2.5
 
     def must_stop(self) -> bool:
-        return bool(self.budget) and self.elapsed() + 1.3 * self.val_cost + self.FINISH >= self.budget
+        after = 1.3 * self.val_cost * (2.5 if self.calibration else 1.0) + self.FINISH
+        return bool(self.budget) and self.elapsed() + after >= self.budget
 
 
 def lr_at(base: float, progress: float, warmup: float = 0.03) -> float:

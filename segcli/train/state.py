@@ -26,6 +26,7 @@ from segcli.runs import new_run_dir, parse_duration
 from segcli.errors import UserError
 from segcli.train import distributed, safety
 from segcli.train.ema import ModelEMA, build_ema
+from segcli.train.estimator import EstimatorTrainer
 from segcli.train.gan import StepSettings
 from segcli.train.loaders import build_loaders, load_datasets
 from segcli.train.resolve import check_options, resolve
@@ -86,6 +87,7 @@ class Run:
     samples: list[tuple[int, Any, Any]] = field(default_factory=list)  # the latest validation's first masks
     best_samples: list[tuple[int, Any, Any]] = field(default_factory=list)  # ... and the best validation's
     last: Optional[Checkpoint] = None  # what last.pt holds
+    estimator: Optional[EstimatorTrainer] = None  # the quality estimator (TrainConfig.quality)
 
     @property
     def device(self) -> torch.device:
@@ -111,6 +113,8 @@ class Run:
             epoch=epoch, best_fitness=t.best_fitness, best_epoch=t.best_epoch, bad_epochs=t.bad_epochs,
             history=list(self.history), metrics={"mIoU": metrics["mIoU"], "mDice": metrics["mDice"]},
             elapsed=self.clock.elapsed(), data_summary=self.data_summary,
+            estimator=self.estimator.net.state_dict() if self.estimator is not None else None,
+            estimator_config=self.estimator.config if self.estimator is not None else {},
         )
 
 
@@ -156,12 +160,18 @@ def setup(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, resume:
     run = Run(cfg, mcfg, info, ctx, guard, precision, clock, gen, disc, gen, disc, opt_g, opt_d,
               (precision.scaler(), precision.scaler()), settings, train_dl, val_dl, unlabeled, build_ema(gen, cfg.ema),
               run_dir, summary, tracker=BestTracker(cfg.patience))
+    if cfg.quality:  # built after G and D, so their initial weights do not depend on it
+        run.estimator = EstimatorTrainer(info.in_channels, info.num_classes, gen.output, ctx.device, precision.autocast,
+                                         precision.scaler())
+        clock.calibration = True
     if resume is not None:
         _restore(run, resume)
     guard.run_dir, guard.saved_epoch = run_dir, run.start_epoch
     if unlabeled is not None and disc is not None:
         unlabeled.resume(run.history, cfg.epochs, budget, run.weights / "best.pt", gen, disc)
     run.gen_t, run.disc_t = ctx.wrap(gen), ctx.wrap(disc)  # DDP after any resumed weights are loaded
+    if run.estimator is not None:
+        run.estimator.net_t = ctx.wrap(run.estimator.net)
     return run
 
 
@@ -202,6 +212,10 @@ def _restore(run: Run, ckpt: Checkpoint) -> None:
     run.opt_g.load_state_dict(ckpt.opt_g)
     if run.opt_d is not None and ckpt.opt_d is not None:
         run.opt_d.load_state_dict(ckpt.opt_d)
+    if run.estimator is not None and ckpt.estimator is not None:
+        run.estimator.net.load_state_dict(ckpt.estimator)
+        if ckpt.opt_e is not None:
+            run.estimator.opt.load_state_dict(ckpt.opt_e)
     run.history = list(ckpt.history)
     run.start_epoch = ckpt.epoch
     run.tracker = BestTracker(run.cfg.patience, ckpt.best_fitness, ckpt.best_epoch, ckpt.bad_epochs)

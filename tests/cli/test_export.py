@@ -101,8 +101,8 @@ import json, sys
 if sys.argv[1] == "block":
     sys.modules["torch"] = None  # an inference-only install: any `import torch` fails
 from segcli.cli import main
-for args in (["predict", sys.argv[2], "--model", "nt.onnx", "-o", "onnx.png"],
-             ["evaluate", sys.argv[3], "--model", "nt.onnx", "--json"]):
+for args in (["predict", sys.argv[2], "--model", "nt.onnx", "-o", "onnx.png", "--quality"],
+             ["evaluate", sys.argv[3], "--model", "nt.onnx", "--json", "--quality"]):
     try:
         main(args)
     except SystemExit as e:
@@ -116,6 +116,7 @@ assert not loaded, loaded
         assert r.returncode == 0, r.stderr
         ev_onnx = json.loads(r.stdout.strip().splitlines()[-1])
         assert abs(ev_onnx["mIoU"] - json.loads(ev_pt.out)["mIoU"]) < 1e-3
+        assert ev_onnx["quality"]["images"] > 0 and (fitted_multi / "onnx_error.png").is_file()  # --quality, torch-free
     a = np.array(Image.open(fitted_multi / "pt.png"))
     b = np.array(Image.open(fitted_multi / "onnx.png"))
     assert len(np.unique(a)) > 1  # a real mask: a wrong class order or channel mix-up would show

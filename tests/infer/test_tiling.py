@@ -90,8 +90,8 @@ def test_segment_tiled_matches_whole_for_a_local_model_and_keeps_probs() -> None
     image = (rng.random((152, 132, 1)) * 255).astype(np.uint8)  # no padding: borders alike
     whole = _predictor(backend, binary=True, tile=0)
     tiled = _predictor(backend, binary=True, tile=48, overlap=0.5, batch_size=3)
-    lw, pw = whole.predict(image)
-    lt, pt = tiled.predict(image)
+    sw, st = whole.predict(image), tiled.predict(image)
+    lw, pw, lt, pt = sw.labels, sw.probs, st.labels, st.probs
     assert pt.dtype == np.float16 and pt.shape == (1, 152, 132)
     assert (lw == lt).mean() > 0.99
     assert np.abs(pw.astype(np.float32) - pt.astype(np.float32)).max() < 0.05
@@ -100,8 +100,9 @@ def test_segment_tiled_matches_whole_for_a_local_model_and_keeps_probs() -> None
 @pytest.mark.parametrize("tile", [0, 40])
 def test_segment_without_probs_keeps_none(tile: int) -> None:
     pred = _predictor(lambda x: np.full((x.shape[0], 1) + x.shape[2:], 0.7, np.float32), binary=True, tile=tile)
-    labels, probs = pred.segment(np.zeros((90, 70, 1), np.uint8))
-    assert probs is None and labels.shape == (90, 70) and labels.all()
+    seg = pred.segment(np.zeros((90, 70, 1), np.uint8))
+    labels, probs = seg.labels, seg.probs
+    assert probs is None and seg.error is None and seg.quality is None and labels.shape == (90, 70) and labels.all()
 
 
 def test_streaming_holds_one_band_of_tile_rows_not_the_image() -> None:

@@ -115,6 +115,19 @@ def test_json_describes_the_mask(multi: TestClient, fitted_multi: Path, odd_imag
     assert "overlay" not in post(multi, img, format="json").json()
 
 
+def test_json_with_quality_carries_predicts_estimate_and_error_map(multi: TestClient, fitted_multi: Path,
+                                                                    odd_images: dict[str, Path], tmp_path: Path) -> None:
+    img = odd_images["multi"]
+    r = run_cli(["predict", img, "-o", tmp_path / "m.png", "--overlay", "--json", "--quality"], cwd=fitted_multi)
+    line = json.loads(r.out.strip().splitlines()[-1])
+    answer = post(multi, img, format="json", overlay="true", quality="true").json()
+    prefix = "data:image/png;base64,"
+    assert answer["quality"] == line["quality"] and 0 <= answer["quality"] <= 1
+    assert base64.b64decode(answer["error"][len(prefix):]) == (tmp_path / "m_error.png").read_bytes()
+    assert base64.b64decode(answer["overlay"][len(prefix):]) == (tmp_path / "m_overlay.png").read_bytes()
+    assert "quality" not in post(multi, img, format="json").json()
+
+
 def test_healthz_model_metrics_page_and_openapi(multi: TestClient, fitted_multi: Path) -> None:
     assert multi.get("/healthz").json()["status"] == "ok"
     info = run_cli(["info", best(fitted_multi), "--json"], cwd=fitted_multi)

@@ -108,6 +108,26 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(binary_data: Path, 
     assert resumed.run_dir == tmp_path / "runs" / "cut" and len(resumed.history) == 3
     for a, b in zip(full.history, resumed.history):
         assert (a["g_loss"], a["d_loss"], a["val_mIoU"]) == (b["g_loss"], b["d_loss"], b["val_mIoU"])
-    wa = Checkpoint.load(full.run_dir / "weights" / "last.pt").generator
-    wb = Checkpoint.load(resumed.run_dir / "weights" / "last.pt").generator
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)  # the same weights, bit for bit
+    ca = Checkpoint.load(full.run_dir / "weights" / "last.pt")
+    cb = Checkpoint.load(resumed.run_dir / "weights" / "last.pt")
+    for wa, wb in ((ca.generator, cb.generator), (ca.estimator, cb.estimator)):
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)  # the same weights, bit for bit
+    assert [r["e_loss"] for r in full.history] == [r["e_loss"] for r in resumed.history]
+
+
+def test_the_quality_estimator_leaves_the_generator_as_it_would_be(binary_data: Path, tmp_path: Path) -> None:
+    """The estimator learns from G's detached output: G and D train exactly as without it (same seed),
+    so it costs no segmentation quality; the finished run stores it, calibrated, in best.pt."""
+    runs = {q: train(_cfg(binary_data, tmp_path, epochs=2, name=f"q{int(q)}", quality=q, precision="auto"), TINY_M)
+            for q in (True, False)}
+    with_e, without = (Checkpoint.load(runs[q].run_dir / "weights" / "last.pt") for q in (True, False))
+    for part in ("generator", "discriminator"):
+        a, b = getattr(with_e, part), getattr(without, part)
+        assert all(torch.equal(a[k], b[k]) for k in a), part
+    assert [r["g_loss"] for r in runs[True].history] == [r["g_loss"] for r in runs[False].history]
+    assert without.estimator is None and with_e.estimator is not None and with_e.opt_e is not None
+    best = Checkpoint.load(runs[True].run_dir / "weights" / "best.pt")
+    cal = best.quality_calibration()
+    assert best.has_estimator and cal.fitted_on["calibrated"] and cal.fitted_on["regions"] > 10
+    assert cal.target == "Dice" and set(cal.baselines) == {"max_softmax", "neg_entropy"}
+    assert math.isfinite(runs[True].history[-1]["e_loss"])
