@@ -28,7 +28,7 @@ from segcli.models import OutputSpec
 from segcli.train import distributed, safety
 from segcli.train.callbacks import Callbacks
 from segcli.train.consistency import ConsistencySet, consistency_term
-from segcli.train.estimator import LR as ESTIMATOR_LR, calibrate
+from segcli.train.estimator import LR as ESTIMATOR_LR, store_calibration
 from segcli.train.gan import UnlabeledTerm, train_step
 from segcli.train.schedule import lr_at, ramp, set_lr
 from segcli.train.state import Run, seed_everything, setup
@@ -276,33 +276,12 @@ def finish(run: Run, stopped: str) -> TrainResult:
             run.last = (run.last or Checkpoint.load(last_path)).replace(finished=True)
             run.last.save(last_path)
         if run.estimator is not None:
-            calibrate_run(run)
+            run.last = store_calibration(run.estimator, run.weights, run.last, run.val_dl.dataset, run.device,
+                                         run.precision.autocast, run.cfg.seed, run.guard.saving)
         _finish_plots(run)
     best = next((r for r in run.history if r["epoch"] == run.tracker.best_epoch), {})
     return TrainResult(run.run_dir, epochs_run, run.tracker.best_epoch, best, run.history, stopped,
                        run.unlabeled.summary() if run.unlabeled is not None else "")
-
-
-def calibrate_run(run: Run) -> None:
-    """Fit the quality estimator's calibration with best.pt's generator on the validation images and
-    store it, with the estimator as training left it, in best.pt (and in last.pt when it holds the
-    same generator)."""
-    assert run.estimator is not None
-    best_path, last_path = run.weights / "best.pt", run.weights / "last.pt"
-    if not best_path.is_file():
-        return
-    best = Checkpoint.load(best_path)
-    gen = best.build_generator().to(run.device, memory_format=torch.channels_last)
-    est = run.estimator.net
-    cal = calibrate(gen, est, run.val_dl.dataset, run.device, run.precision.autocast, run.cfg.seed, best.epoch)
-    changes = {"estimator": est.state_dict(), "estimator_config": run.estimator.config,
-               "calibration": cal.to_dict() if cal is not None else None}
-    with run.guard.saving():
-        best.replace(**changes).save(best_path)
-        last = run.last or Checkpoint.load(last_path)
-        if last.epoch == best.epoch:
-            run.last = last.replace(**changes)
-            run.last.save(last_path)
 
 
 def csv_text(history: list[dict[str, Any]]) -> str:

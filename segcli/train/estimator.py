@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import math
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from segcli.checkpoint import Checkpoint
 from segcli.data.io import IGNORE
 from segcli.metrics import image_quality
 from segcli.models import OutputSpec
@@ -132,3 +134,26 @@ def calibrate(gen: torch.nn.Module, est: torch.nn.Module, dataset: Any, device: 
     if len(rows) < 2:
         return None
     return fit_calibration(rows, quality, output.binary, {"images": len(pick), "epoch": epoch})
+
+
+def store_calibration(trainer: EstimatorTrainer, weights: Path, last: Optional[Checkpoint], dataset: Any,
+                      device: torch.device, autocast: Autocast, seed: int,
+                      saving: Callable[[], AbstractContextManager]) -> Optional[Checkpoint]:
+    """Fit the calibration with best.pt's generator on the validation images and store it, with the
+    estimator as training left it, in best.pt (and in last.pt when it holds the same generator).
+    Returns last.pt as it now is."""
+    best_path, last_path = weights / "best.pt", weights / "last.pt"
+    if not best_path.is_file():
+        return last
+    best = Checkpoint.load(best_path)
+    gen = best.build_generator().to(device, memory_format=torch.channels_last)
+    cal = calibrate(gen, trainer.net, dataset, device, autocast, seed, best.epoch)
+    changes = {"estimator": trainer.net.state_dict(), "estimator_config": trainer.config,
+               "calibration": cal.to_dict() if cal is not None else None}
+    with saving():
+        best.replace(**changes).save(best_path)
+        last = last or Checkpoint.load(last_path)
+        if last.epoch == best.epoch:
+            last = last.replace(**changes)
+            last.save(last_path)
+    return last
