@@ -96,12 +96,15 @@ class _StopAfter(Callbacks):
             raise KeyboardInterrupt  # Ctrl-C right after this epoch's files were written
 
 
-def test_interrupted_run_resumes_to_the_uninterrupted_result(binary_data: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("semi", [False, True], ids=["supervised", "consistency"])
+def test_interrupted_run_resumes_to_the_uninterrupted_result(binary_data: Path, tmp_path: Path, semi: bool) -> None:
     from segcli.train.resolve import resume_state
 
-    full = train(_cfg(binary_data, tmp_path, seed=1, name="full"), TINY_M)
+    # semi: unlabeled images taught by an EMA teacher from the first step (threshold 0: every pixel)
+    kw = dict(unlabeled=str(binary_data / "images"), ema=0.9, semi_threshold=0.0, semi_every=1) if semi else {}
+    full = train(_cfg(binary_data, tmp_path, seed=1, name="full", **kw), TINY_M)
     with pytest.raises(Interrupted, match="resume"):
-        train(_cfg(binary_data, tmp_path, seed=1, name="cut"), TINY_M, _StopAfter(2))
+        train(_cfg(binary_data, tmp_path, seed=1, name="cut", **kw), TINY_M, _StopAfter(2))
     cfg, mcfg, last = resume_state(str(tmp_path / "runs" / "cut"), "runs/train")
     assert last is not None and last.epoch == 2
     resumed = train(cfg, mcfg, resume=last)
@@ -113,6 +116,10 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(binary_data: Path, 
     for wa, wb in ((ca.generator, cb.generator), (ca.estimator, cb.estimator)):
         assert all(torch.equal(wa[k], wb[k]) for k in wa)  # the same weights, bit for bit
     assert [r["e_loss"] for r in full.history] == [r["e_loss"] for r in resumed.history]
+    if semi:
+        assert all(r["semi_pixels"] == 1.0 for r in full.history)  # the unlabeled images took part throughout
+        assert [r["semi_pixels"] for r in full.history] == [r["semi_pixels"] for r in resumed.history]
+        assert all(torch.equal(ca.ema_generator[k], cb.ema_generator[k]) for k in ca.ema_generator)
 
 
 def test_the_quality_estimator_leaves_the_generator_as_it_would_be(binary_data: Path, tmp_path: Path) -> None:

@@ -123,3 +123,29 @@ def test_pseudo_labels_keep_only_confident_pixels_and_the_term_learns_from_them(
     assert float(loss) > 0 and float(out["semi_share"]) == 1.0
     loss.backward()
     assert all(p.grad is not None for p in g.parameters() if p.requires_grad)
+
+
+class _Judge(torch.nn.Module):
+    """A discriminator that finds every mask real (score 1) or fake (score 0), per pixel."""
+
+    def __init__(self, score: float) -> None:
+        super().__init__()
+        self.score = score
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(z[:, :1], self.score)
+
+
+def test_discriminator_gate_keeps_only_what_d_finds_real() -> None:
+    from segcli.config import DataInfo, ModelConfig
+    from segcli.data.io import IGNORE
+    from segcli.models import build_generator
+    from segcli.train.consistency import ConsistencySettings, pseudo_labels
+
+    torch.manual_seed(0)
+    g = build_generator(ModelConfig(base_channels=4, depth=2), DataInfo(num_classes=3, in_channels=1, binary=False))
+    x = torch.randn(2, 1, 16, 16)
+    s = ConsistencySettings(threshold=0.0, gate="discriminator")
+    ungated = pseudo_labels(g, x, s)
+    assert torch.equal(pseudo_labels(g, x, s, disc=_Judge(1.0)), ungated)  # D agrees: nothing dropped
+    assert (pseudo_labels(g, x, s, disc=_Judge(0.0)) == IGNORE).all()  # D objects everywhere: nothing kept
