@@ -11,23 +11,18 @@ Trains and scores, in one run and with the same wall-clock budget each:
     python benchmarks/quality.py                      # full budgets (6m ISBI, 8m CamVid): ~45 min
     python benchmarks/quality.py --half --skip-plain --seeds 0,1,2   # half budget vs the peer
     python benchmarks/quality.py --isbi-time 30s --camvid-time 30s   # smoke run
-    python benchmarks/quality.py --update-readme      # rewrite the README's results table
     python benchmarks/quality.py --only isbi --fp32   # ISBI, plus the defaults trained in fp32
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
-from benchmarks.harness import ROOT, camvid_split, data_root, isbi_split, run_peer, run_segcli  # noqa: E402
-
-README = ROOT / "README.md"
-
+from benchmarks.harness import camvid_split, data_root, isbi_split, run_peer, run_segcli  # noqa: E402
 
 PEER = "smp Unet-resnet18 (plain loop)"
 
@@ -102,7 +97,6 @@ def main() -> None:
     ap.add_argument("--skip-peer", action="store_true")
     ap.add_argument("--fp32", action="store_true", help="ISBI: also the defaults in fp32 (bf16 vs fp32 accuracy)")
     ap.add_argument("--extra", default="", help="extra segcli train options for every segcli run")
-    ap.add_argument("--update-readme", action="store_true")
     a = ap.parse_args()
     root = data_root(a.data_root)
     work = Path(tempfile.mkdtemp(prefix="segcli-quality-"))
@@ -113,11 +107,6 @@ def main() -> None:
     table = "\n".join(lines)
     print("\n" + table)
     print(f"\nruns kept in {work}")
-    if a.update_readme:
-        text = README.read_text()
-        block = f"<!-- quality:start -->\n{table}\n<!-- quality:end -->"
-        text = re.sub(r"<!-- quality:start -->.*<!-- quality:end -->", block, text, flags=re.S)
-        README.write_text(text)
 
 
 if __name__ == "__main__":
