@@ -9,7 +9,7 @@ Trains and scores, in one run and with the same wall-clock budget each:
     the same confusion-matrix code.
 
     python benchmarks/quality.py                      # full budgets (6m ISBI, 8m CamVid): ~45 min
-    python benchmarks/quality.py --half --skip-plain --seeds 0,1,2   # half budget vs the peer
+    python benchmarks/quality.py --short --skip-plain --seeds 0,1,2  # 2m / 4m vs the peer's 6m / 8m
     python benchmarks/quality.py --isbi-time 30s --camvid-time 30s   # smoke run
     python benchmarks/quality.py --only isbi --fp32   # ISBI, plus the defaults trained in fp32
 """
@@ -33,24 +33,17 @@ def row(name: str, seed: int, r: dict, binary: bool) -> str:
     return f"| {name} | {seed} | {r['mIoU']:.3f} | {r['pixel_accuracy']:.3f} | {extra} | {r['seconds']:.0f} |"
 
 
-def half(budget: str) -> str:
-    """Half of a --time duration ("6m" -> "180s")."""
-    from segcli.runs import parse_duration
-
-    return f"{parse_duration(budget) / 2:.0f}s"
-
-
 def dataset(a: argparse.Namespace, root: Path, work: Path, name: str) -> list[str]:
     """Every arm for every seed on one dataset; returns the table's lines (per seed, then means)."""
     from segcli.runs import parse_duration
 
     binary = name == "isbi"
-    budget = a.isbi_time if binary else a.camvid_time
+    budget, short = (a.isbi_time, a.isbi_short) if binary else (a.camvid_time, a.camvid_short)
     data = isbi_split(root, work / name) if binary else camvid_split(root, work / name)
     common = [] if binary else ["--ignore-index", "11"]
     arms = [("segcli defaults (GAN)", budget, [])]
-    if a.half:
-        arms.insert(0, (f"segcli defaults, half budget ({half(budget)})", half(budget), []))
+    if a.short:
+        arms.insert(0, (f"segcli defaults, {short}", short, []))
     if not a.skip_plain:
         arms.append(("segcli --gan none", budget, ["--gan", "none"]))
     if a.fp32 and binary:  # bf16 autocast must not cost accuracy
@@ -92,7 +85,9 @@ def main() -> None:
     ap.add_argument("--only", choices=["isbi", "camvid"])
     ap.add_argument("--seeds", default="0", type=lambda s: [int(x) for x in s.split(",")],
                     help="comma-separated; every arm and the peer train once per seed")
-    ap.add_argument("--half", action="store_true", help="also segcli's defaults at half the budget")
+    ap.add_argument("--short", action="store_true", help="also segcli's defaults at the short budgets below")
+    ap.add_argument("--isbi-short", default="2m", help="the short ISBI budget (a third of the peer's)")
+    ap.add_argument("--camvid-short", default="4m", help="the short CamVid budget (half the peer's)")
     ap.add_argument("--skip-plain", action="store_true", help="leave out the --gan none arm")
     ap.add_argument("--skip-peer", action="store_true")
     ap.add_argument("--fp32", action="store_true", help="ISBI: also the defaults in fp32 (bf16 vs fp32 accuracy)")
