@@ -17,6 +17,7 @@ Trains and scores, in one run and with the same wall-clock budget each:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import tempfile
 from pathlib import Path
@@ -93,6 +94,8 @@ def main() -> None:
     ap.add_argument("--fp32", action="store_true", help="ISBI: also the defaults in fp32 (bf16 vs fp32 accuracy)")
     ap.add_argument("--extra", default="", help="extra segcli train options for every segcli run")
     a = ap.parse_args()
+    if not a.skip_peer and importlib.util.find_spec("segmentation_models_pytorch") is None:
+        sys.exit("error: the peer needs segmentation_models_pytorch: pip install -e '.[bench]' (or --skip-peer)")
     root = data_root(a.data_root)
     work = Path(tempfile.mkdtemp(prefix="segcli-quality-"))
     lines: list[str] = []
