@@ -138,6 +138,13 @@ class Checkpoint:
     def has_estimator(self) -> bool:
         return self.estimator is not None
 
+    def judges(self) -> dict[str, str]:
+        """The discriminator's kind, what it was trained to predict, and where the quality estimate
+        comes from (segcli.models.describe_judges)."""
+        from segcli.models import describe_judges
+
+        return describe_judges(self.train.gan, self.model.discriminator, self.has_estimator)
+
     def build_estimator(self) -> Any:
         """The quality estimator with these weights, in eval mode; a ModelFileError when it holds none."""
         if self.estimator is None:

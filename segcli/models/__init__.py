@@ -46,6 +46,32 @@ DISCRIMINATORS: dict[str, Callable[[int, ModelConfig], Any]] = {
 }
 
 
+# What each discriminator kind is trained to predict (segcli info, the export card)
+DISCRIMINATOR_TARGETS = {
+    "flaw": "where the generator's mask is wrong, per pixel",
+    "patch": "real vs generated masks, per 70x70 patch",
+    "global": "real vs generated masks, per image",
+    "pixel": "real vs generated masks, per pixel",
+}
+
+
+def describe_judges(gan: str, discriminator: str, has_estimator: bool) -> dict[str, str]:
+    """What a model's judges are: the discriminator's kind, what it learned to predict, and where the
+    label-free quality estimate comes from. Plain strings, the same for a checkpoint and an export."""
+    if gan == "none":
+        kind, target = "none", "no discriminator (plain U-Net training)"
+    else:
+        kind = "flaw" if gan == "flaw" else discriminator
+        target = DISCRIMINATOR_TARGETS.get(kind, "?")
+    if not has_estimator:
+        quality = "none"
+    elif gan == "flaw":
+        quality = "the discriminator (a flaw detector)"
+    else:
+        quality = "an error estimator trained beside the generator" + ("" if gan == "none" else " and the discriminator")
+    return {"gan": gan, "discriminator": kind, "discriminator_predicts": target, "quality_estimate": quality}
+
+
 def lookup(registry: dict[str, Callable], name: str, what: str) -> Callable:
     try:
         return registry[name]
@@ -91,5 +117,5 @@ def build_discriminator(cfg: ModelConfig, info: DataInfo) -> Any:
     return build(info.in_channels + mask_channels(info), cfg)
 
 
-__all__ = ["ENCODERS", "DISCRIMINATORS", "OutputSpec", "build_discriminator", "build_generator",
+__all__ = ["ENCODERS", "DISCRIMINATORS", "DISCRIMINATOR_TARGETS", "OutputSpec", "describe_judges", "build_discriminator", "build_generator",
            "class_probabilities", "lookup", "mask_channels", "resolve_encoder", "size_multiple"]
