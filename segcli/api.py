@@ -99,7 +99,10 @@ class Model:
 
     @threshold.setter
     def threshold(self, value: float) -> None:
-        self._predictor.threshold = float(value)
+        from segcli.infer.options import InferenceOptions
+
+        InferenceOptions(threshold=float(value)).check()
+        self._predictor = replace(self._predictor, threshold=float(value))
 
     @property
     def has_estimator(self) -> bool:
@@ -140,9 +143,13 @@ class Model:
         return f"segcli.Model({str(self.path)!r}, {kind}, {self.info.in_channels} channel(s))"
 
 
-def load(path: Optional[str | Path] = None, device: str = "auto", precision: str = "auto") -> Model:
-    """A segcli checkpoint (.pt), run folder or exported .onnx; None: the newest run's best.pt."""
+def load(path: Optional[str | Path] = None, device: str = "auto", precision: str = "auto", *, tile: Optional[int] = None,
+         tta: bool = False, threshold: Optional[float] = None) -> Model:
+    """A segcli checkpoint (.pt), run folder or exported .onnx (an `export --int8` one too); None: the
+    newest run's best.pt. `tile` (None: automatic, 0: never), `tta` and `threshold` as predict's options."""
+    from segcli.infer.options import InferenceOptions
     from segcli.infer.predictor import load_predictor, resolve_model
 
     resolved = resolve_model(None if path is None else str(path))
-    return Model(load_predictor(resolved, device, precision), resolved)
+    options = InferenceOptions(device=device, precision=precision, tile=tile, tta=tta, threshold=threshold)
+    return Model(load_predictor(resolved, options), resolved)

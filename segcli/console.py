@@ -114,3 +114,31 @@ def summary_table(title: str, rows: list[tuple[str, str]]) -> Table:
     for k, v in rows:
         table.add_row(k, v)
     return table
+
+
+class PredictProgress:
+    """`segcli predict` on a terminal: a bar with images/s and the time left (nothing otherwise)."""
+
+    def __init__(self, total: int) -> None:
+        self.progress: Any = None
+        if not (err().is_terminal and not QUIET) or total == 0:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        rate = TextColumn("{task.fields[rate]}")
+        self.progress = Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), rate, TextColumn("ETA"),
+                                 TimeRemainingColumn(), console=err(), transient=True)
+        self.task = self.progress.add_task("predict", total=total, rate="")
+        self.progress.start()
+
+    def advance(self) -> None:
+        """One more input predicted (or found unreadable)."""
+        if self.progress is None:
+            return
+        speed = self.progress.tasks[0].speed
+        self.progress.update(self.task, advance=1, rate=f"{speed:.1f} images/s" if speed else "")
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None

@@ -15,8 +15,12 @@ from typing import Any, BinaryIO, Callable
 from segcli.errors import SegcliError, UserError
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
-    """Write via a temporary file in the same folder, fsync, then rename over `path`."""
+def atomic_write(path: Path, write: Callable[[BinaryIO], Any], durable: bool = True) -> None:
+    """Write via a temporary file `.NAME.XXXX.tmp` in the same folder, fsync, then rename over `path`.
+
+    `durable=False` skips the fsync: the file is still never seen half-written by any process, even
+    after a kill -9, but a power cut may lose it (predict's masks: an fsync each would cost more than
+    a small image's forward pass, and a lost mask is redone by the next run)."""
     path = Path(path)
     make_dirs(path.parent)
     try:
@@ -27,7 +31,8 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)  # the previous file at `path`, if any, is untouched
@@ -37,8 +42,20 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
         raise
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda f: f.write(data))
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
+    atomic_write(path, lambda f: f.write(data), durable)
+
+
+def temp_path(path: Path) -> Path:
+    """A fresh temporary name beside `path`, as `atomic_write` names them (for writers that need a
+    path rather than a file, e.g. a memory-mapped array), created empty; rename it over `path` when done."""
+    make_dirs(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise write_error(path, e) from None
+    os.close(fd)
+    return Path(tmp)
 
 
 def save_yaml(path: Path, values: dict[str, Any]) -> None:

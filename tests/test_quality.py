@@ -3,6 +3,8 @@ Dice, the calibrator, and the Predictor's error channel through tiles and TTA.""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -111,10 +113,8 @@ def _estimator(x: np.ndarray, probs: np.ndarray) -> np.ndarray:
 
 def _quality_predictor(**kw) -> Predictor:
     info = DataInfo(num_classes=2, binary=True, in_channels=1, mean=[0.0], std=[1.0])
-    pred = Predictor(_local, info, OutputSpec(True, 2, 4), estimator=_estimator,
-                     calibration=uncalibrated(True), **kw)
-    pred.quality = True
-    return pred
+    return Predictor(_local, info, OutputSpec(True, 2, 4), estimator=_estimator, calibration=uncalibrated(True),
+                     quality=True, **kw)
 
 
 def test_error_channel_is_tiled_and_summed_like_the_probabilities() -> None:
@@ -133,9 +133,7 @@ def test_tta_averages_the_error_map_and_quality_is_off_by_default() -> None:
     image = (np.random.default_rng(1).random((40, 36, 1)) * 255).astype(np.uint8)
     seg = _quality_predictor(tile=0, tta=True).predict(image)
     assert seg.error is not None and seg.error.shape == (40, 36)
-    plain = _quality_predictor(tile=0)
-    plain.quality = False
-    seg = plain.predict(image)
+    seg = dataclasses.replace(_quality_predictor(tile=0), quality=False).predict(image)
     assert seg.error is None and seg.quality is None and seg.stats is None
 
 

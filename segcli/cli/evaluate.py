@@ -21,7 +21,7 @@ def evaluate(
     ignore_index: Optional[int] = typer.Option(None, help="Mask value to ignore (default: the model's)."),
     save_dir: Optional[str] = typer.Option(None, "--save-dir", help="Write the predicted masks (masks/), confusion_matrix.png and metrics.json here."),
     batch_size: int = opt.BATCH_SIZE,
-    threshold: float = opt.THRESHOLD,
+    threshold: Optional[float] = opt.THRESHOLD,
     tile: Optional[int] = opt.TILE,
     no_tile: bool = opt.NO_TILE,
     overlap: float = opt.OVERLAP,
@@ -35,13 +35,16 @@ def evaluate(
     from segcli.console import fmt, info, out
     from segcli.data import eval_samples
     from segcli.infer.evaluate import run_evaluate
-    from segcli.infer.predictor import configure, load_predictor, resolve_model
+    from segcli.infer.options import InferenceOptions
+    from segcli.infer.predictor import load_predictor, resolve_model
 
+    options = InferenceOptions.from_flags(tile, no_tile, device=device, precision=precision, overlap=overlap, tta=tta,
+                                          threshold=threshold, batch_size=batch_size, quality=quality,
+                                          baselines=quality)
     samples = eval_samples(data)
     path = resolve_model(model)
-    predictor = configure(load_predictor(path, device, precision), tile, no_tile, overlap, tta, threshold, batch_size,
-                          quality)
-    result = run_evaluate(predictor, samples, ignore_index, Path(save_dir) if save_dir else None, quality=quality)
+    predictor = load_predictor(path, options)
+    result = run_evaluate(predictor, samples, ignore_index, Path(save_dir) if save_dir else None)
     result["model"] = str(path)
     if save_dir:
         info(f"masks, confusion_matrix.png and metrics.json written to {save_dir}")

@@ -25,7 +25,7 @@ def export(
     from segcli.infer.predictor import resolve_model
 
     r = export_model(resolve_model(model), format, output, half, tolerance)
-    meta = r.meta
+    meta = r.card.to_json()
     what = f"opset {OPSET}, " if r.format == "onnx" else ""
     info(f"exported {r.format} ({what}{meta['weights_dtype']} weights, {_size(r.size_bytes)}): {r.path}")
     info(f"  input  '{meta['input_name']}' {meta['input']}")

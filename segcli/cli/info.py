@@ -53,6 +53,18 @@ def _estimator(q: Any) -> str:
             f"{cal.get('images')} validation images (in-sample Spearman {cal.get('spearman')})")
 
 
+def _export(e: dict[str, Any]) -> str:
+    """Weights, and for an int8 model how it was calibrated and what its verification measured."""
+    text = f"{e.get('weights_dtype')} weights, from {(e.get('source') or {}).get('checkpoint')}"
+    q = e.get("quantization") or {}
+    v = q.get("verified") or {}
+    if q:
+        text += (f"; {q.get('format')} int8, calibrated on {(q.get('calibration') or {}).get('images')} images; "
+                 f"verified on {v.get('images')} images: mIoU {v.get('mIoU_int8')} vs fp32 {v.get('mIoU_fp32')}, "
+                 f"{v.get('agreement')} of pixels agree")
+    return text
+
+
 def _print(r: dict[str, Any]) -> None:
     from segcli.console import fmt, out, summary_table
 
@@ -89,7 +101,13 @@ def _print(r: dict[str, Any]) -> None:
     b = r.get("best")
     if b and b.get("epoch"):
         rows.append(("best val", f"mIoU {fmt(b.get('val_mIoU'))}, Dice {fmt(b.get('val_Dice'))} (epoch {b['epoch']})"))
+    rows.append(("tiling", f"automatic above 4x the training patch ({r['train_size']} px) or 2048x2048 pixels"
+                  if r.get("train_size") else "automatic above 2048x2048 pixels (the training patch is not recorded)"))
+    j = r.get("judges")
+    if j:
+        rows.append(("judges", f"discriminator {j.get('discriminator')}: {j.get('discriminator_predicts')}; "
+                               f"quality estimate: {j.get('quality_estimate')}"))
     if r.get("export"):
-        rows.append(("export", ", ".join(f"{k} {v}" for k, v in r["export"].items() if k in ("half", "threshold"))))
+        rows.append(("export", _export(r["export"])))
     rows.append(("quality", _estimator(r.get("quality_estimator"))))
     out().print(summary_table(f"segcli model: {r['path']}", rows))

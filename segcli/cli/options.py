@@ -6,7 +6,7 @@ import typer
 
 MODEL = typer.Option(None, "--model", "-m", help="Checkpoint (.pt) or exported .onnx; default: newest run's best.pt.")
 BATCH_SIZE = typer.Option(4, "--batch-size", "-b", help="Images (or tiles) per forward pass.")
-THRESHOLD = typer.Option(0.5, "--threshold", help="Foreground probability threshold (binary models).")
+THRESHOLD = typer.Option(None, "--threshold", help="Foreground probability threshold (binary models); default: the model's (0.5).", show_default=False)
 TILE = typer.Option(None, "--tile", metavar="SIZE",
                     help="Sliding-window inference with SIZE-pixel tiles (default: automatic for images "
                          "much larger than the training patch).")

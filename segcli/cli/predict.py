@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -24,7 +23,7 @@ def predict(
     bands: Optional[str] = typer.Option(None, "--bands", help="Bands the overlay shows, from 1: one (gray) or three (R,G,B), e.g. 3,2,1 (default: the model's, from training)."),
     save_probs: bool = typer.Option(False, "--save-probs", help="Also write <stem>_probs.npy: float16 probabilities (C, H, W)."),
     batch_size: int = opt.BATCH_SIZE,
-    threshold: float = opt.THRESHOLD,
+    threshold: Optional[float] = opt.THRESHOLD,
     tile: Optional[int] = opt.TILE,
     no_tile: bool = opt.NO_TILE,
     overlap: float = opt.OVERLAP,
@@ -32,25 +31,29 @@ def predict(
     device: str = opt.DEVICE,
     precision: str = opt.PRECISION,
     name: str = typer.Option("exp", help="Folder name under runs/predict/ when -o is not given."),
-    json_out: bool = typer.Option(False, "--json", help="One JSON line per input on stdout."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON line per input on stdout, in input order (on a rerun, inputs already done too, with \"skipped\": true)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="I/N: only the I-th (0-based) of N disjoint parts of the sorted inputs; under torchrun: RANK/WORLD_SIZE."),
     quality: bool = opt.QUALITY,
     sort_by: str = typer.Option("input", "--sort-by", help="Order of the --json lines: input (as given) | quality (worst estimated quality first; implies --quality)."),
     review: int = typer.Option(0, "--review", metavar="N", help="Copy the N worst masks (image, mask, overlay, error map) into OUT/review/ for a person to check (implies --quality)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo every input, replacing what -o holds (a rerun otherwise does only the work left, and refuses an -o written by another model or other settings)."),
 ) -> None:
-    """Predict masks (8-bit 0/255 for binary, palette PNG of class indices otherwise)."""
+    """Predict masks (8-bit 0/255 for binary, palette PNG of class indices otherwise).
+
+    Streams any number of inputs; run again with the same -o, it does only the work left."""
     from segcli.console import err, info
     from segcli.errors import UserError
-    from segcli.infer.predictor import check_options, configure, load_predictor, resolve_model
+    from segcli.infer.options import InferenceOptions
+    from segcli.infer.predictor import load_predictor, resolve_model
     from segcli.infer.predict import collect_inputs, plan_outputs, run_predict
+    from segcli.infer.resume import OutputFolder, Outputs
     from segcli.ranks import local_device, shard as take_shard, shard_spec
     from segcli.runs import new_run_dir
-    from segcli.visualize import parse_bands
 
-    check_options(tile, no_tile, overlap, threshold, batch_size)
     quality = _wants_quality(quality, sort_by, review)
-    if bands:
-        parse_bands(bands)
+    options = InferenceOptions.from_flags(tile, no_tile, device=local_device(device), precision=precision,
+                                          overlap=overlap, tta=tta, threshold=threshold, batch_size=batch_size,
+                                          quality=quality, bands=bands)
     part = shard_spec(shard)
     inputs, problems = collect_inputs(sources)
     if not inputs:  # nothing to do: one line saying why
@@ -69,10 +72,27 @@ def predict(
     if part is not None:
         inputs = take_shard(inputs, *part)
         info(f"shard {part[0]}/{part[1]}: {len(inputs)} of {len(plan)} input(s)")
-    predictor = load_predictor(resolve_model(model), local_device(device), precision)
-    configure(predictor, tile, no_tile, overlap, tta, threshold, batch_size, quality)
-    if bands:
-        predictor.info = replace(predictor.info, bands=parse_bands(bands, predictor.info.in_channels))
+    path = resolve_model(model)
+    folder = None if single else OutputFolder(out, path, options.settings(), part, overwrite)
+    if folder is not None:
+        folder.claim()
+        folder.split(inputs, plan, Outputs(overlay, save_probs, quality), quality, json_out or quality)
+        if folder.done:
+            info(f"resuming: {len(folder.done)} of {len(inputs)} input(s) already done in {out}")
+    predictor = load_predictor(path, options)
+    ordered = sort_by == "quality"  # results are held back, then reported worst first
+    summary = _run(predictor, inputs, plan, Outputs(overlay, save_probs), folder, json_out, ordered, quality)
+    info(f"{summary.written} mask(s) written to {out}" + (f", {summary.skipped} already there" if summary.skipped else ""))
+    if quality:
+        _quality_summary(summary.results, predictor, out, review, single, part)
+    if summary.failed or problems:
+        raise UserError(f"{summary.failed + len(problems)} input(s) could not be read (named above); the other masks were written")
+
+
+def _run(predictor, inputs, plan, outputs, folder, json_out: bool, ordered: bool, quality: bool):
+    """run_predict with the progress bar, --json lines (in input order, or worst first), error lines."""
+    from segcli.console import PredictProgress, err
+    from segcli.infer.predict import run_predict
 
     def report(res) -> None:
         if json_out:
@@ -80,19 +100,23 @@ def predict(
         if res.error:
             err().print(f"error: {res.error}", markup=False)
 
-    ordered = sort_by == "quality"  # results are held back, then reported worst first
-    results = run_predict(predictor, inputs, plan, overlay, save_probs, None if ordered else report)
+    def each(res) -> None:
+        if not res.skipped:
+            progress.advance()
+        if not ordered:
+            report(res)
+
+    progress = PredictProgress(len(folder.left) if folder is not None and folder.left is not None else len(inputs))
+    try:
+        summary = run_predict(predictor, inputs, plan, outputs, folder, each, keep=quality)
+    finally:
+        progress.close()
     if ordered:
         from segcli.infer.quality import worst_first
 
-        for res in worst_first(results):
+        for res in worst_first(summary.results):
             report(res)
-    failed = [r for r in results if r.error]
-    info(f"{len(results) - len(failed)} mask(s) written to {out}")
-    if quality:
-        _quality_summary(results, predictor, out, review, single, part)
-    if failed or problems:
-        raise UserError(f"{len(failed) + len(problems)} input(s) could not be read (named above); the other masks were written")
+    return summary
 
 
 def _wants_quality(quality: bool, sort_by: str, review: int) -> bool:

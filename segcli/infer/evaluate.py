@@ -50,13 +50,13 @@ def _pixels(sample: Sample) -> int:
 def run_evaluate(
     predictor: Predictor, samples: list[Sample], ignore_index: Optional[int] = None,
     save_dir: Optional[Path] = None, on_sample: Optional[Callable[[Sample, np.ndarray], None]] = None,
-    workers: int = 2, quality: bool = False,
+    workers: int = 2,
 ) -> dict[str, Any]:
     """Confusion-matrix metrics over all pairs; classes named as the model names them.
 
-    With `quality` (the model must hold a quality estimator), also `quality`: how far the
-    label-free estimate can be trusted here, beside the max-softmax and entropy baselines
-    (segcli.infer.quality.trust_figures).
+    With `predictor.quality` (and `baselines`: InferenceOptions(quality=True, baselines=True)), also
+    `quality`: how far the label-free estimate can be trusted here, beside the max-softmax and
+    entropy baselines (segcli.infer.quality.trust_figures).
 
     `ignore_index` defaults to the model's. With `save_dir`, the predicted masks go to
     save_dir/masks/<stem>.png (as predict writes them), plus confusion_matrix.png and
@@ -69,11 +69,9 @@ def run_evaluate(
     ignore = info.ignore_index if ignore_index is None else ignore_index
     cm = ConfusionMatrix(info.num_classes)
     trust = None
-    if quality:
+    if predictor.quality:
         from segcli.infer.quality import TrustCollector
 
-        predictor.require_quality()
-        predictor.quality = predictor.baselines = True
         trust = TrustCollector(info.num_classes, info.binary, len(samples))
     writer = Writer(workers) if save_dir is not None else None
     loaded = prefetch(samples, lambda s: _load_pair(s, info.binary, ignore, info.num_classes, info.in_channels),

@@ -7,7 +7,8 @@ The contract of every exported file (docs/deployment.md):
 - output `probabilities`: float32 (N, C', H, W): sigmoid foreground probability (C' = 1)
   for binary models, softmax over the K classes otherwise.
 - metadata: a JSON object under the key `segcli` (ONNX metadata_props; TorchScript extra
-  files) holding all of the above, class names and the binary threshold.
+  files) holding all of the above, class names, the binary threshold and the training patch: the
+  model's card (segcli.infer.card.ModelCard, written and read there and nowhere else).
 `--half` stores fp16 weights behind the same float32 interface (casts inside the graph).
 
 A model that holds a quality estimator exports it to ONNX as a second file beside the model,
@@ -24,7 +25,7 @@ import io
 import json
 import warnings
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -32,22 +33,19 @@ import numpy as np
 
 from segcli.version import __version__
 from segcli.checkpoint import Checkpoint
-from segcli.config import DataInfo, ModelConfig
 from segcli.errors import ModelFileError, SegcliError, UserError
 from segcli.fileio import atomic_write_bytes
+from segcli.infer.card import ESTIMATOR_ROLE, INPUT_NAME, OUTPUT_NAME, ModelCard, QualityCard
 from segcli.infer.onnxrt import META_KEY, run_onnx
-from segcli.models import OutputSpec
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {".onnx": "onnx", ".torchscript": "torchscript", ".ts": "torchscript", ".jit": "torchscript"}
 # Opset 17: ORT and OpenCV DNN (4.8+, 5.x) both run every op the U-Net exports to
 # (Conv, Resize (nearest), MaxPool, Relu, Concat, Sigmoid/Softmax, Cast); BatchNorm is folded.
 OPSET = 17
-INPUT_NAME, OUTPUT_NAME = "image", "probabilities"
 TOLERANCE_FP32, TOLERANCE_FP16 = 1e-4, 1e-2
-METADATA_VERSION = 1
 
-__all__ = ["ExportResult", "export_model", "metadata", "read_torchscript_metadata", "META_KEY"]
+__all__ = ["ExportResult", "export_model", "read_torchscript_metadata", "META_KEY"]
 
 
 ESTIMATOR_INPUTS, ESTIMATOR_OUTPUT = ("image", "probabilities"), "error"
@@ -61,7 +59,7 @@ class ExportResult:
     tolerance: float
     size_bytes: int = 0
     samples: list[tuple[int, ...]] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)
+    card: Optional[ModelCard] = None  # what the file's metadata holds
     estimator_path: Optional[Path] = None  # <stem>.quality.onnx, when the model holds an estimator
     estimator_diff: float = 0.0
 
@@ -69,45 +67,6 @@ class ExportResult:
 def estimator_path(model: Path) -> Path:
     """Where an exported model's quality estimator goes: `<stem>.quality.onnx` beside it."""
     return model.with_name(model.stem + ".quality.onnx")
-
-
-def metadata(info: DataInfo, output: OutputSpec, mcfg: Optional[ModelConfig] = None, half: bool = False,
-             source: Optional[dict[str, Any]] = None) -> dict[str, Any]:
-    """Everything a deployer needs to feed the model and read its output, as plain JSON."""
-    k, size_multiple = output.channels, output.size_multiple
-    color = {1: "gray", 3: "RGB"}.get(info.in_channels, f"{info.in_channels} bands")
-    return {
-        "segcli_version": __version__,
-        "metadata_version": METADATA_VERSION,
-        "input_name": INPUT_NAME,
-        "output_name": OUTPUT_NAME,
-        "in_channels": info.in_channels,
-        "color": color,
-        "bands": info.in_channels,
-        "display_bands": list(info.bands),
-        "pixel_scale": {"uint8": 255, "uint16": 65535, "float": 1},
-        "mean": list(info.mean),
-        "std": list(info.std),
-        "size_multiple": size_multiple,
-        "pad_value": 0.0,
-        "input": f"float32 (N, {info.in_channels}, H, W), NCHW, {color}: "
-                 f"(pixel / 255 - mean) / std (16-bit: / 65535; float data as stored); H, W multiples of {size_multiple}: "
-                 "pad bottom/right with 0 after normalisation, crop the output back",
-        "output": f"float32 (N, {k}, H, W): " + ("sigmoid probability of the foreground; foreground where > threshold"
-                                                  if output.binary else f"softmax over {k} classes; label = argmax"),
-        "activation": output.activation,
-        "binary": output.binary,
-        "num_classes": output.num_classes,
-        "out_channels": k,
-        "class_names": info.class_names(),
-        "threshold": 0.5 if output.binary else None,
-        "ignore_index": info.ignore_index,
-        "weights_dtype": "float16" if half else "float32",
-        "half": half,
-        "data_info": asdict(info),
-        "architecture": asdict(mcfg) if mcfg is not None else None,
-        "source": source or {},
-    }
 
 
 def resolve_format(fmt: Optional[str], out: Optional[Path]) -> str:
@@ -187,15 +146,12 @@ def export_model(model: str | Path, fmt: Optional[str] = None, out: Optional[str
     samples = _samples(info.in_channels, ckpt.output.size_multiple)
     with torch.no_grad():
         reference = [_prob_module(gen, False)(torch.from_numpy(x)).numpy() for x in samples]
-    # strict JSON (no NaN) so any language's parser reads the metadata
-    metrics = {k: (float(v) if np.isfinite(v) else None) for k, v in ckpt.metrics.items()}
-    source = {"checkpoint": model.name, "epoch": ckpt.epoch, "metrics": metrics}
-    meta = metadata(info, ckpt.output, ckpt.model, half, source)
     net = _prob_module(gen, half)
     example = torch.from_numpy(samples[0])
     est = _estimator_export(ckpt, path, samples, reference) if fmt == "onnx" and ckpt.has_estimator else None
-    if est is not None:
-        meta["quality"] = est[2]
+    card = ModelCard.from_checkpoint(ckpt, model.name).exported("float16" if half else "float32",
+                                                                 est[2] if est is not None else None)
+    meta = card.to_json()
     if fmt == "onnx":
         data = _onnx_bytes(net, example, meta)
         outputs = [run_onnx(data, x, path) for x in samples]
@@ -206,7 +162,7 @@ def export_model(model: str | Path, fmt: Optional[str] = None, out: Optional[str
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"{path.parent}: cannot create the output folder ({e.strerror or e})") from None
-    result = ExportResult(path, fmt, diff, tol, len(data), [tuple(x.shape) for x in samples], meta)
+    result = ExportResult(path, fmt, diff, tol, len(data), [tuple(x.shape) for x in samples], card)
     if est is not None:  # the estimator first: a model file never names a missing estimator
         atomic_write_bytes(estimator_path(path), est[0])
         result.estimator_path, result.estimator_diff = estimator_path(path), est[1]
@@ -223,10 +179,9 @@ def _check(outputs: list[np.ndarray], reference: list[np.ndarray], tol: float, p
 
 
 def _estimator_export(ckpt: Checkpoint, path: Path, samples: list[np.ndarray],
-                      probs: list[np.ndarray]) -> tuple[bytes, float, dict[str, Any]]:
+                      probs: list[np.ndarray]) -> tuple[bytes, float, QualityCard]:
     """The quality estimator as its own ONNX graph (fp32), checked against PyTorch on the verification
-    samples and the model's own probabilities: (file bytes, largest difference, the model's `quality`
-    metadata entry)."""
+    samples and the model's own probabilities: (file bytes, largest difference, the card's `quality`)."""
     import onnx
     import torch
 
@@ -244,11 +199,11 @@ def _estimator_export(ckpt: Checkpoint, path: Path, samples: list[np.ndarray],
     args = [(torch.from_numpy(x), torch.from_numpy(p)) for x, p in zip(samples, probs)]
     with torch.no_grad():
         reference = [net(*a).numpy() for a in args]
-    entry = {"estimator": estimator_path(path).name, "calibration": ckpt.calibration,
-             "inputs": f"'image' as the model's input, 'probabilities' as the model's output ({ckpt.output.channels} "
-                       "channel(s))", "output": "'error': float32 (N, 1, H, W), the probability that a pixel's label "
-                       "is wrong", "target": "Dice" if ckpt.output.binary else "mIoU"}
-    meta = {"segcli_version": __version__, "role": "quality estimator", "model_file": path.name, **entry}
+    entry = QualityCard(estimator_path(path).name, "Dice" if ckpt.output.binary else "mIoU", ckpt.calibration)
+    meta = {"segcli_version": __version__, "role": ESTIMATOR_ROLE, "model_file": path.name,
+            "inputs": f"'image' as the model's input, 'probabilities' as the model's output ({ckpt.output.channels} "
+                      "channel(s))", "output": "'error': float32 (N, 1, H, W), the probability that a pixel's label "
+                      "is wrong", "target": entry.target, "calibration": entry.calibration}
     buf = io.BytesIO()
     axes = {"batch": 0, "height": 2, "width": 3}
     dyn = {n: {i: a for a, i in axes.items()} for n in (*ESTIMATOR_INPUTS, ESTIMATOR_OUTPUT)}

@@ -1,8 +1,9 @@
 """Running an exported ONNX model in ONNX Runtime: numpy only, torch never imported.
 
 This is the whole inference-only path of `segcli predict/evaluate --model model.onnx`:
-everything the model needs (channels, mean/std, size multiple, classes) comes from the
-`segcli` entry of the file's metadata_props, written by `segcli export`.
+everything the model needs (channels, mean/std, size multiple, classes, training patch) comes from
+the `segcli` entry of the file's metadata_props, written by `segcli export`: the model's card
+(segcli.infer.card.ModelCard).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from segcli.errors import ModelFileError
+from segcli.infer.card import ModelCard
 
 META_KEY = "segcli"
 
@@ -41,6 +43,11 @@ def session_metadata(sess: Any, path: str | Path) -> dict[str, Any]:
         return json.loads(meta[META_KEY])
     except ValueError:
         raise ModelFileError(f"{path}: unreadable segcli metadata; re-export it with `segcli export`") from None
+
+
+def read_card(sess: Any, path: str | Path) -> ModelCard:
+    """The card of a loaded exported model."""
+    return ModelCard.from_json(session_metadata(sess, path), str(path))
 
 
 def read_onnx_metadata(path: str | Path) -> dict[str, Any]:

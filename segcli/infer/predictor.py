@@ -8,7 +8,7 @@ imported only for .pt models.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -17,10 +17,10 @@ import numpy as np
 from segcli.config import DataInfo
 from segcli.data.io import normalize, to_channels
 from segcli.errors import ModelFileError, UserError
+from segcli.infer.card import ModelCard, QualityCard
+from segcli.infer.options import InferenceOptions
 from segcli.models.output import OutputSpec
 from segcli.quality import Calibration, QualityStats, error_image, no_estimator, pixel_maps, uncalibrated
-
-ESTIMATOR_ROLE = "quality estimator"  # the `role` in an exported estimator's metadata
 
 Backend = Callable[[np.ndarray], np.ndarray]
 # (normalised padded batch, its probabilities) -> (N, 1, H, W) error probabilities
@@ -43,7 +43,7 @@ class Segmentation:
     entropy: Optional[np.ndarray] = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Predictor:
     """How to turn a decoded image into probabilities and labels, whatever the backend.
 
@@ -51,12 +51,15 @@ class Predictor:
     ONNX model gets them exactly as a torch checkpoint does. With `quality`, the estimator runs
     on every forward pass's (padded input, probabilities) and its error map travels as one more
     channel: blended across tiles and averaged over TTA flips exactly like the probabilities.
+
+    Built once (`load_predictor(path, InferenceOptions)`) and never changed: a variant (the
+    server's per-request threshold) is a `dataclasses.replace` copy sharing the backend.
     """
 
     backend: Backend
     info: DataInfo
     output: OutputSpec
-    meta: dict[str, Any] = field(default_factory=dict)
+    card: Optional[ModelCard] = None  # what the model file says about itself
     threshold: float = 0.5
     tta: bool = False
     tile: Optional[int] = None  # None = automatic, 0 = never, N = N-pixel tiles
@@ -68,6 +71,7 @@ class Predictor:
     quality: bool = False  # run the estimator: error maps and the calibrated quality estimate
     baselines: bool = False  # with quality: entropy sums and maps too (evaluate's baselines)
     source: str = "model"  # where the model came from (messages)
+    no_estimator: str = ""  # why `quality` is unavailable, when the model file says more than "none"
 
     @property
     def size_multiple(self) -> int:
@@ -190,7 +194,7 @@ class Predictor:
     def require_quality(self) -> None:
         """A one-line UserError unless this model can estimate quality."""
         if self.estimator is None:
-            raise UserError(self.meta.get("no_estimator") or no_estimator(self.source))
+            raise UserError(self.no_estimator or no_estimator(self.source))
 
 
 def _in_memory(shape: tuple[int, ...]) -> np.ndarray:
@@ -203,80 +207,91 @@ def _store(p: np.ndarray, alloc: ProbsAlloc) -> np.ndarray:
     return out
 
 
-def load_predictor(path: str | Path, device: str = "auto", precision: str = "auto") -> Predictor:
-    """A Predictor for a segcli checkpoint (.pt) or an exported ONNX model (.onnx)."""
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model file opened for inference: its backend, its card and its quality estimator (if any)."""
+
+    backend: Backend
+    card: ModelCard
+    estimator: Optional[Estimator] = None
+    calibration: Optional[Calibration] = None
+    no_estimator: str = ""
+
+
+def load_predictor(path: str | Path, options: Optional[InferenceOptions] = None) -> Predictor:
+    """The Predictor for a segcli checkpoint (.pt) or an exported ONNX model (.onnx), built once with
+    `options` (the defaults when None)."""
+    options = options or InferenceOptions()
+    options.check()
     path = Path(path)
-    if path.suffix.lower() == ".onnx":
-        pred = onnx_predictor(path)
-    else:
-        from segcli.checkpoint import Checkpoint
-        from segcli.config import to_dict
+    model = onnx_model(path) if path.suffix.lower() == ".onnx" else torch_model(path, options)
+    return build_predictor(model, options, str(path))
 
-        from segcli.infer.torchrt import TorchBackend, TorchEstimator
 
-        ckpt = Checkpoint.load(path)
-        meta = {"model": ckpt.model, "train": to_dict(ckpt.train), "metrics": ckpt.metrics}
-        backend = TorchBackend(ckpt.build_generator(), device, precision)
-        pred = Predictor(backend, ckpt.data, ckpt.output, meta)
-        if ckpt.has_estimator:
-            pred.estimator = TorchEstimator(ckpt.build_estimator(), backend)
-            pred.calibration = ckpt.quality_calibration()
-    pred.train_size = _train_size(pred.meta)
-    pred.source = str(path)
+def build_predictor(model: LoadedModel, options: InferenceOptions, source: str) -> Predictor:
+    """A Predictor from an opened model and the options, checked against the model."""
+    card = model.card
+    info = card.info
+    if options.bands:
+        from segcli.visualize import parse_bands
+
+        info = replace(info, bands=parse_bands(options.bands, info.in_channels))
+    if options.tile and options.tile < 2 * card.output.size_multiple:
+        raise UserError(f"--tile {options.tile}: must be at least {2 * card.output.size_multiple} pixels for this model")
+    pred = Predictor(
+        model.backend, info, card.output, card, threshold=card.threshold if options.threshold is None else
+        options.threshold, tta=options.tta, tile=options.tile, overlap=options.overlap, batch_size=options.batch_size,
+        train_size=card.train_size, estimator=model.estimator, calibration=model.calibration,
+        quality=options.quality, baselines=options.quality and options.baselines, source=source,
+        no_estimator=model.no_estimator)
+    if options.quality:
+        pred.require_quality()
     return pred
 
 
-def onnx_predictor(path: Path) -> Predictor:
-    """A Predictor running an exported model in ONNX Runtime (no torch import)."""
-    from segcli.config import from_dict
-    from segcli.infer.onnxrt import OnnxBackend, session, session_metadata
+def torch_model(path: Path, options: InferenceOptions) -> LoadedModel:
+    """A checkpoint's generator (and estimator) on the options' device and precision."""
+    from segcli.checkpoint import Checkpoint
 
-    if not path.is_file():
+    from segcli.infer.torchrt import TorchBackend, TorchEstimator
+
+    ckpt = Checkpoint.load(path)
+    backend = TorchBackend(ckpt.build_generator(), options.device, options.precision)
+    card = ModelCard.from_checkpoint(ckpt, path.name)
+    if not ckpt.has_estimator:
+        return LoadedModel(backend, card)
+    return LoadedModel(backend, card, TorchEstimator(ckpt.build_estimator(), backend), ckpt.quality_calibration())
+
+
+def onnx_model(path: Path, data: Optional[bytes] = None) -> LoadedModel:
+    """An exported model in ONNX Runtime (no torch import), from its file or its bytes (`data`, as
+    `export --int8` verifies a model before writing it); the estimator from the file its card names."""
+    from segcli.infer.onnxrt import OnnxBackend, read_card, session
+
+    if data is None and not path.is_file():
         raise ModelFileError(f"{path}: model file not found")
-    sess = session(path)
-    meta = session_metadata(sess, path)
-    if meta.get("role") == ESTIMATOR_ROLE:
-        raise UserError(f"{path}: this is the quality estimator of {meta.get('model_file', 'an exported model')}; "
-                        "pass that model to --model (its estimator is found beside it)")
-    try:
-        info = from_dict(DataInfo, meta["data_info"])
-        output = OutputSpec(bool(meta["binary"]), int(meta["num_classes"]), int(meta["size_multiple"]))
-    except (KeyError, TypeError, ValueError):
-        raise ModelFileError(f"{path}: segcli metadata lacks data_info/size_multiple; re-export it") from None
-    pred = Predictor(OnnxBackend(sess), info, output, meta)
-    _onnx_estimator(pred, path)
-    return pred
+    sess = session(data if data is not None else path, path)
+    card = read_card(sess, path)
+    return LoadedModel(OnnxBackend(sess), card, *_onnx_estimator(card, path))
 
 
-def _onnx_estimator(pred: Predictor, path: Path) -> None:
-    """The exported estimator named in the model's metadata, from the file beside it, if there."""
+def _onnx_estimator(card: ModelCard, path: Path) -> tuple[Optional[Estimator], Optional[Calibration], str]:
+    """(the exported estimator named in the card, from the file beside the model, its calibration,
+    why there is none)."""
     from segcli.infer.onnxrt import OnnxEstimator, session
 
-    q = pred.meta.get("quality")
-    if not isinstance(q, dict) or not q.get("estimator"):
-        pred.meta["no_estimator"] = no_estimator(str(path))
-        return
-    sibling = path.with_name(str(q["estimator"]))
+    q: Optional[QualityCard] = card.quality
+    if q is None:
+        return None, None, no_estimator(str(path))
+    sibling = path.with_name(q.estimator)
     if not sibling.is_file():
-        pred.meta["no_estimator"] = (f"{path}: its quality estimator {sibling.name} is missing; keep it beside the "
-                                     "model (segcli export writes both)")
-        return
+        return None, None, (f"{path}: its quality estimator {sibling.name} is missing; keep it beside the model "
+                            "(segcli export writes both)")
     try:
-        pred.calibration = Calibration.from_dict(q["calibration"]) if q.get("calibration") else uncalibrated(
-            pred.output.binary)
+        cal = Calibration.from_dict(q.calibration) if q.calibration else uncalibrated(card.output.binary)
     except (KeyError, TypeError, ValueError):
         raise ModelFileError(f"{path}: malformed quality calibration in its metadata; re-export it") from None
-    pred.estimator = OnnxEstimator(session(sibling))
-
-
-def _train_size(meta: dict[str, Any]) -> Optional[int]:
-    """The training patch side from a checkpoint's train config or an export's metadata."""
-    train = meta.get("train") if isinstance(meta.get("train"), dict) else {}
-    size = meta.get("img_size") or train.get("img_size")
-    try:
-        return int(size) if size and int(size) > 0 else None
-    except (TypeError, ValueError):
-        return None
+    return OnnxEstimator(session(sibling)), cal, ""
 
 
 def resolve_model(model: Optional[str]) -> Path:
@@ -291,33 +306,3 @@ def resolve_model(model: Optional[str]) -> Path:
     if not p.is_file():
         raise ModelFileError(f"{p}: model file not found")
     return p
-
-
-def check_options(tile: Optional[int] = None, no_tile: bool = False, overlap: float = 0.25,
-                  threshold: float = 0.5, batch_size: int = 4) -> None:
-    """The inference options' values, checked before any work (predict and evaluate share them)."""
-    if tile is not None and no_tile:
-        raise UserError("--tile and --no-tile contradict each other; pass one")
-    if not 0.0 <= overlap <= 0.9:
-        raise UserError(f"--overlap {overlap}: must be between 0 and 0.9 (fraction of a tile)")
-    if not 0.0 <= threshold <= 1.0:
-        raise UserError(f"--threshold {threshold}: a foreground probability, from 0 to 1")
-    if batch_size < 1:
-        raise UserError("--batch-size must be at least 1")
-
-
-def configure(
-    predictor: Predictor, tile: Optional[int] = None, no_tile: bool = False, overlap: float = 0.25,
-    tta: bool = False, threshold: float = 0.5, batch_size: int = 4, quality: bool = False,
-) -> Predictor:
-    """Apply the inference options predict and evaluate share, checking their values."""
-    check_options(tile, no_tile, overlap, threshold, batch_size)
-    if quality:
-        predictor.require_quality()
-    predictor.quality = quality
-    if tile is not None and tile < 2 * predictor.size_multiple:
-        raise UserError(f"--tile {tile}: must be at least {2 * predictor.size_multiple} pixels for this model")
-    predictor.tile = 0 if no_tile else tile
-    predictor.overlap, predictor.tta = overlap, tta
-    predictor.threshold, predictor.batch_size = threshold, batch_size
-    return predictor

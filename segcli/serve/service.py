@@ -20,7 +20,8 @@ from typing import Any, Callable, Optional, TypeVar
 import numpy as np
 
 from segcli.infer.modelinfo import model_info
-from segcli.infer.predictor import Predictor, Segmentation, configure, load_predictor, resolve_model
+from segcli.infer.options import InferenceOptions
+from segcli.infer.predictor import Predictor, Segmentation, load_predictor, resolve_model
 from segcli.quality import no_estimator
 from segcli.serve import codec
 from segcli.serve.batcher import Admission, Batcher, Overloaded
@@ -64,9 +65,9 @@ class Service:
         """Load the model with predict's inference settings (tiles of `--tile` or automatic,
         four images or tiles per pass for a tiled image, threshold 0.5 unless a request asks)."""
         path = resolve_model(config.model)
-        predictor = load_predictor(path, config.device, config.precision)
-        configure(predictor, tile=config.tile or None, no_tile=config.tile == 0, overlap=config.overlap)
-        return cls(config, predictor, model_info(path), metrics)
+        options = InferenceOptions(device=config.device, precision=config.precision, tile=config.tile,
+                                   overlap=config.overlap)
+        return cls(config, load_predictor(path, options), model_info(path), metrics)
 
     def start(self) -> None:
         """Start the model thread after one small warm-up pass (lazy initialisation and kernel
@@ -108,7 +109,7 @@ class Service:
         pixels, handed_over = 0, False
         try:
             if opts.quality and self.predictor.estimator is None:
-                raise RequestError(400, "quality=true: " + (self.predictor.meta.get("no_estimator")
+                raise RequestError(400, "quality=true: " + (self.predictor.no_estimator
                                                             or no_estimator("the served model")), "bad_request")
             data = await codec.read_body(request, self.config.max_body)
             n = codec.check_image(data, self.config.max_pixels)

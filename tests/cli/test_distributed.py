@@ -119,7 +119,7 @@ def test_predict_shards_are_disjoint_and_cover_every_input(trained_binary: Path,
                     cwd=trained_binary)
         assert r.code == 0, r.err
         parts.append({json.loads(ln)["input"]: Path(json.loads(ln)["output"]).name for ln in r.out.splitlines()})
-        assert {p.name for p in (tmp_path / f"part{i}").iterdir()} == set(parts[i].values())
+        assert {p.name for p in (tmp_path / f"part{i}").glob("*.png")} == set(parts[i].values())
     assert parts[0] and parts[1] and not set(parts[0]) & set(parts[1])
     assert not set(parts[0].values()) & set(parts[1].values())
     assert {**parts[0], **parts[1]} == everything  # same inputs, same output names as one unsharded run
@@ -139,7 +139,7 @@ def test_predict_shard_comes_from_torchrun_rank(trained_binary: Path, binary_dat
         r = run_cli(["predict", binary_data / "images", "-o", tmp_path / f"r{rank}"], cwd=trained_binary)
         assert r.code == 0, r.err
         assert f"shard {rank}/2" in r.err
-        written.append({p.name for p in (tmp_path / f"r{rank}").iterdir()})
+        written.append({p.name for p in (tmp_path / f"r{rank}").glob("*.png")})
     assert not written[0] & written[1]
     assert written[0] | written[1] == {f"{p.stem}.png" for p in (binary_data / "images").iterdir()}
 

@@ -83,7 +83,7 @@ def test_multiclass_evaluate_with_ignored_pixels_agrees_with_torchmetrics(
     ref = _reference(tmp_path / "pred", data / "val" / "masks", 4, False, 255)
     _compare(result, ref)
     # --save-dir: the same masks predict wrote, the JSON, and a confusion-matrix image
-    for m in (tmp_path / "pred").iterdir():
+    for m in (tmp_path / "pred").glob("*.png"):
         assert (np.array(Image.open(tmp_path / "ev" / "masks" / m.name)) == np.array(Image.open(m))).all()
     saved = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert saved["mIoU"] == result["mIoU"] and saved["confusion_matrix"] == result["confusion_matrix"]
@@ -119,7 +119,7 @@ def test_evaluate_shares_predict_options(fitted_binary: Path, binary_data: Path,
     assert r.code == 0, r.err
     r = run_cli(["evaluate", binary_data, "--json", "--save-dir", tmp_path / "ev", *opts], cwd=fitted_binary)
     assert r.code == 0, r.err
-    for m in (tmp_path / "pred").iterdir():
+    for m in (tmp_path / "pred").glob("*.png"):
         a = np.array(Image.open(m)) // 255
         assert (np.array(Image.open(tmp_path / "ev" / "masks" / m.name)) // 255 == a).all()
     _compare(json.loads(r.out), _reference(tmp_path / "pred", binary_data / "masks", 2, True, None))

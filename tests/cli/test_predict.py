@@ -17,6 +17,11 @@ def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix == ".png")
 
 
+def _listed(folder: Path) -> list[str]:
+    """The files predict wrote in a folder (its state folder .segcli-predict/ aside)."""
+    return sorted(p.name for p in folder.iterdir() if p.name != ".segcli-predict")
+
+
 def _check_binary(mask_path: Path, image_path: Path) -> np.ndarray:
     mask = Image.open(mask_path)
     assert mask.mode == "L" and mask.size == Image.open(image_path).size
@@ -29,7 +34,7 @@ def test_folder_with_overlays_writes_every_mask(fitted_binary: Path, binary_data
     r = run_cli(["predict", binary_data / "images", "-o", "out_dir", "--overlay"], cwd=fitted_binary)
     assert r.code == 0, r.err
     images = _images(binary_data / "images")
-    written = sorted(p.name for p in (fitted_binary / "out_dir").iterdir())
+    written = _listed(fitted_binary / "out_dir")
     assert written == sorted([f"{p.stem}.png" for p in images] + [f"{p.stem}_overlay.png" for p in images])
     for img in images:
         mask = _check_binary(fitted_binary / "out_dir" / f"{img.stem}.png", img)
@@ -54,7 +59,7 @@ def test_quoted_glob_selects_matching_images(trained_binary: Path, binary_data: 
     pattern = str(binary_data / "images" / "img00[0-4].png")
     r = run_cli(["predict", pattern, "-o", "globbed"], cwd=trained_binary)
     assert r.code == 0, r.err
-    assert sorted(p.name for p in (trained_binary / "globbed").iterdir()) == [f"img00{i}.png" for i in range(5)]
+    assert _listed(trained_binary / "globbed") == [f"img00{i}.png" for i in range(5)]
 
 
 def test_paths_on_stdin_with_json_lines(trained_binary: Path, binary_data: Path) -> None:
