@@ -46,7 +46,8 @@ def _estimator(q: Any) -> str:
     if not q:
         return "no quality estimator (predict --quality needs a model trained by this segcli)"
     cal = q.get("calibration") or {}
-    where = f"{q['file']} beside the model" if q.get("file") else f"{q.get('parameters') or 0:,} parameters"
+    where = (f"{q['file']} beside the model, {q.get('weights_dtype') or 'float32'}" if q.get("file")
+             else f"{q.get('parameters') or 0:,} parameters")
     if not cal.get("calibrated"):
         return f"estimator ({where}); not calibrated (the run did not finish): estimates are the expected {q.get('target') or 'quality'}"
     return (f"estimator ({where}), estimating {q.get('target')}; calibrated on {cal.get('regions')} regions of "
@@ -59,9 +60,10 @@ def _export(e: dict[str, Any]) -> str:
     q = e.get("quantization") or {}
     v = q.get("verified") or {}
     if q:
+        agree = v.get("agreement")
         text += (f"; {q.get('format')} int8, calibrated on {(q.get('calibration') or {}).get('images')} images; "
                  f"verified on {v.get('images')} images: mIoU {v.get('mIoU_int8')} vs fp32 {v.get('mIoU_fp32')}, "
-                 f"{v.get('agreement')} of pixels agree")
+                 + (f"{agree:.2%}" if isinstance(agree, (int, float)) else "?") + " of mask pixels equal")
     return text
 
 
