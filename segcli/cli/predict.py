@@ -80,6 +80,8 @@ def predict(
         if folder.done:
             info(f"resuming: {len(folder.done)} of {len(inputs)} input(s) already done in {out}")
     predictor = load_predictor(path, options)
+    todo = len(folder.left) if folder is not None and folder.left is not None else len(inputs)
+    info(f"model {path} loaded; {todo} input(s) to predict")
     ordered = sort_by == "quality"  # results are held back, then reported worst first
     summary = _run(predictor, inputs, plan, Outputs(overlay, save_probs), folder, json_out, ordered, quality)
     info(f"{summary.written} mask(s) written to {out}" + (f", {summary.skipped} already there" if summary.skipped else ""))
