@@ -2,6 +2,7 @@
 
     python benchmarks/int8.py [--data-root DIR] [--work DIR] [--reuse] [--isbi-time 3m] [--camvid-time 4m]
     python benchmarks/int8.py --only isbi --isbi-model runs/train/exp/weights/best.pt   # a model of yours
+    python benchmarks/int8.py --variants --reuse  # instead: ONNX Runtime's quantisation choices, timed
 
 Trains a short model per dataset (ISBI: train 0-19, validation 20-23; CamVid-dev: train/, its own
 val/), or takes `--isbi-model` / `--camvid-model`; exports it as fp32 ONNX (`segcli export`) and as
@@ -46,6 +47,13 @@ def export(best: Path, work: Path, name: str, test: Path) -> tuple[Path, Path, s
     segcli(["-q", "export", "-m", best, "-o", fp32])
     report = run(segcli_cmd("export", "--int8", "-m", best, "-o", int8, "--verify", test)).stderr
     return fp32, int8, report
+
+
+def fp32_of(best: Path, work: Path, name: str) -> Path:
+    fp32 = work / f"{name}.onnx"
+    if not fp32.is_file():
+        segcli(["-q", "export", "-m", best, "-o", fp32])
+    return fp32
 
 
 def folders(images: list[Path], work: Path) -> tuple[Path, Path]:
@@ -96,6 +104,77 @@ def measure(name: str, best: Path, test: Path, images: list[Path], work: Path, r
             "sizes_MB": {"fp32": fp32.stat().st_size / 1e6, "int8": int8.stat().st_size / 1e6}}
 
 
+def variants(fp32: Path, calibration: list[Path], test: Path, batch: int = 4, rounds: int = 4) -> None:
+    """ONNX Runtime's quantisation choices on one model: seconds per image (batch `batch`, the session's
+    default threads, best of `rounds` alternating runs) and the share of test-image mask pixels equal
+    to the fp32 model's. The choice `export --int8` makes is `qdq u8s8 per-channel, reduce_range`."""
+    import tempfile
+
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from segcli.data.discovery import eval_samples
+    from segcli.infer.int8 import _predictor, _quiet_quantizer, calibration_feeds
+
+    pred = _predictor(fp32)
+    feeds = calibration_feeds(pred, calibration)
+    tests = calibration_feeds(pred, [s.image for s in eval_samples(str(test))])
+
+    class Feeds(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter([{"image": x} for x in feeds])
+
+        def get_next(self):  # type: ignore[no-untyped-def]
+            return next(self.it, None)
+
+    u8s8 = dict(activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    tmp = Path(tempfile.mkdtemp(prefix="segcli-int8-variants-"))
+    with _quiet_quantizer():
+        quant_pre_process(str(fp32), str(tmp / "pre.onnx"), skip_symbolic_shape=True)
+    convs = [n.name for n in onnx.load(str(tmp / "pre.onnx")).graph.node if n.op_type == "Conv"]
+    qdq = QuantFormat.QDQ
+    choices = {
+        "qdq u8s8 per-channel": dict(quant_format=qdq, per_channel=True, **u8s8),
+        "qdq u8s8 per-tensor": dict(quant_format=qdq, **u8s8),
+        "qoperator u8s8 per-channel": dict(quant_format=QuantFormat.QOperator, per_channel=True, **u8s8),
+        "qdq u8s8 per-channel, reduce_range": dict(quant_format=qdq, per_channel=True, reduce_range=True, **u8s8),
+        "qdq s8s8 per-channel": dict(quant_format=qdq, per_channel=True),
+        "qdq u8u8 per-channel": dict(quant_format=qdq, per_channel=True, activation_type=QuantType.QUInt8,
+                                     weight_type=QuantType.QUInt8),
+        "qdq u8s8 per-channel, first conv fp32": dict(quant_format=qdq, per_channel=True, nodes_to_exclude=convs[:1],
+                                                      **u8s8),
+        "qdq u8s8 per-channel, Resize fp32": dict(quant_format=qdq, per_channel=True, op_types_to_quantize=[
+            "Conv", "Concat", "MaxPool", "Add", "Relu"], **u8s8),
+    }
+    files = {"fp32": fp32}
+    with _quiet_quantizer():
+        for name, kw in choices.items():
+            files[name] = tmp / f"{len(files)}.onnx"
+            quantize_static(str(tmp / "pre.onnx"), str(files[name]), Feeds(), **kw)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sessions = {k: ort.InferenceSession(str(f), opts, providers=["CPUExecutionProvider"]) for k, f in files.items()}
+    same = [t for t in tests if t.shape == tests[0].shape][:batch]
+    x = np.concatenate(same * (batch // len(same) + 1))[:batch]
+    masks = {k: [s.run(None, {"image": t})[0] for t in tests] for k, s in sessions.items()}
+    best = {k: float("inf") for k in sessions}
+    for _ in range(rounds):
+        for k, sess in sessions.items():
+            t0 = time.perf_counter()
+            sess.run(None, {"image": x})
+            best[k] = min(best[k], (time.perf_counter() - t0) / batch)
+    print(f"\n| quantisation ({fp32.name}, batch {batch}, {x.shape[2]}x{x.shape[3]}) | s / image | vs fp32 | mask pixels = fp32 |")
+    print("|---|---|---|---|")
+    for k in sessions:
+        agree = np.mean([np.mean(pred.output.labels_from_probs(a[0]) == pred.output.labels_from_probs(b[0]))
+                         for a, b in zip(masks[k], masks["fp32"])])
+        print(f"| {k} | {best[k]:.3f} | {best['fp32'] / best[k]:.2f}x | {agree:.2%} |")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def report(rows: list[dict]) -> bool:
     ok = True
     print("\n| dataset | model | images/s | vs onnx fp32 | mIoU (test) |")
@@ -130,6 +209,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="alternating rounds of the speed runs (best kept)")
     ap.add_argument("--count", type=int, default=0, help="images per speed run (default: ISBI's 30, CamVid's val)")
     ap.add_argument("--reuse", action="store_true", help="reuse models trained by an earlier run in --work")
+    ap.add_argument("--variants", action="store_true", help="instead: time ONNX Runtime's quantisation choices "
+                    "(QDQ / QOperator, per-channel / per-tensor, u8s8 / s8s8 / u8u8, reduce_range, ops left fp32)")
     a = ap.parse_args()
     root = data_root(a.data_root)
     work = Path(a.work).resolve()
@@ -138,13 +219,21 @@ def main() -> None:
         isbi = isbi_split(root, work / "isbi")
         best = Path(a.isbi_model) if a.isbi_model else train("isbi", isbi, a.isbi_time, work, a.reuse)
         images = sorted((root / "isbi2012-membrane" / "images").glob("*.png"), key=lambda p: int(p.stem))
-        rows.append(measure("isbi", best, isbi / "test", images[: a.count or 30], work, a.repeats))
+        if a.variants:
+            variants(fp32_of(best, work, "isbi"), sorted((isbi / "train" / "images").iterdir()), isbi / "test")
+        else:
+            rows.append(measure("isbi", best, isbi / "test", images[: a.count or 30], work, a.repeats))
     if a.only in (None, "camvid"):
         camvid = root / "camvid-dev"
         best = Path(a.camvid_model) if a.camvid_model else train("camvid", camvid, a.camvid_time, work, a.reuse,
                                                                  "--ignore-index", "11")
         images = sorted((camvid / "val" / "images").iterdir())
-        rows.append(measure("camvid", best, camvid / "val", images[: a.count or len(images)], work, a.repeats))
+        if a.variants:
+            variants(fp32_of(best, work, "camvid"), sorted((camvid / "train" / "images").iterdir())[::4], camvid / "val")
+        else:
+            rows.append(measure("camvid", best, camvid / "val", images[: a.count or len(images)], work, a.repeats))
+    if a.variants:
+        return
     ok = report(rows)
     (work / "int8.json").write_text(json.dumps(rows, indent=1, default=str))
     sys.exit(0 if ok else 1)
