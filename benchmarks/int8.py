@@ -37,7 +37,8 @@ SPEED_TARGET, LOSS_TARGET = 1.8, 0.01
 def train(name: str, data: Path, budget: str, work: Path, reuse: bool, *extra: str) -> Path:
     best = work / "runs" / name / "weights" / "best.pt"
     if not (reuse and best.is_file()):
-        segcli(["-q", "train", data, "--time", budget, "--project", work / "runs", "--name", name, "--exist-ok", *extra])
+        segcli(["-q", "train", data, "--time", budget, "--project", work / "runs", "--name", name, "--exist-ok",
+                *extra])
     return best
 
 
@@ -166,7 +167,8 @@ def variants(fp32: Path, calibration: list[Path], test: Path, batch: int = 4, ro
             t0 = time.perf_counter()
             sess.run(None, {"image": x})
             best[k] = min(best[k], (time.perf_counter() - t0) / batch)
-    print(f"\n| quantisation ({fp32.name}, batch {batch}, {x.shape[2]}x{x.shape[3]}) | s / image | vs fp32 | mask pixels = fp32 |")
+    print(f"\n| quantisation ({fp32.name}, batch {batch}, {x.shape[2]}x{x.shape[3]}) | s / image | vs fp32 "
+          "| mask pixels = fp32 |")
     print("|---|---|---|---|")
     for k in sessions:
         agree = np.mean([np.mean(pred.output.labels_from_probs(a[0]) == pred.output.labels_from_probs(b[0]))
@@ -192,7 +194,8 @@ def report(rows: list[dict]) -> bool:
         print(f"\n{r['dataset']}: int8 / fp32 .onnx = {speed:.2f}x (target >= {SPEED_TARGET}x); int8 vs the .pt: "
               f"{'faster' if beats_pt else 'SLOWER'}; mIoU loss {loss:+.4f} (target <= {LOSS_TARGET}); "
               f"estimator {r['estimator_dtype']}; export --int8 took {r['export_int8_s']:.0f} s; files "
-              f"{r['sizes_MB']['fp32']:.1f} MB fp32, {r['sizes_MB']['int8']:.1f} MB int8: {'PASS' if verdict else 'FAIL'}")
+              f"{r['sizes_MB']['fp32']:.1f} MB fp32, {r['sizes_MB']['int8']:.1f} MB int8: "
+              f"{'PASS' if verdict else 'FAIL'}")
         print("  export --int8 said: " + " | ".join(r["export_report"]))
     return ok
 
@@ -229,7 +232,8 @@ def main() -> None:
                                                                  "--ignore-index", "11")
         images = sorted((camvid / "val" / "images").iterdir())
         if a.variants:
-            variants(fp32_of(best, work, "camvid"), sorted((camvid / "train" / "images").iterdir())[::4], camvid / "val")
+            calibration = sorted((camvid / "train" / "images").iterdir())[::4]
+            variants(fp32_of(best, work, "camvid"), calibration, camvid / "val")
         else:
             rows.append(measure("camvid", best, camvid / "val", images[: a.count or len(images)], work, a.repeats))
     if a.variants:

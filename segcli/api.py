@@ -143,8 +143,8 @@ class Model:
         return f"segcli.Model({str(self.path)!r}, {kind}, {self.info.in_channels} channel(s))"
 
 
-def load(path: Optional[str | Path] = None, device: str = "auto", precision: str = "auto", *, tile: Optional[int] = None,
-         tta: bool = False, threshold: Optional[float] = None) -> Model:
+def load(path: Optional[str | Path] = None, device: str = "auto", precision: str = "auto", *,
+         tile: Optional[int] = None, tta: bool = False, threshold: Optional[float] = None) -> Model:
     """A segcli checkpoint (.pt), run folder or exported .onnx (an `export --int8` one too); None: the
     newest run's best.pt. `tile` (None: automatic, 0: never), `tta` and `threshold` as predict's options."""
     from segcli.infer.options import InferenceOptions

@@ -61,3 +61,14 @@ def test_api_errors_are_user_errors(trained_binary: Path, tmp_path: Path) -> Non
             segcli.load()
         finally:
             os.chdir(old)
+
+
+def test_load_takes_predict_options_and_threshold_changes_a_copy(fitted_binary: Path, binary_data: Path) -> None:
+    img = sorted((binary_data / "images").iterdir())[0]
+    model = segcli.load(fitted_binary / "runs/train/exp", precision="32", tile=0, tta=True)
+    assert model._predictor.tile == 0 and model._predictor.tta and model.threshold == 0.5
+    _, probs = model.predict(img, probs=True)
+    model.threshold = 0.9
+    assert model.threshold == 0.9 and (model.predict(img) == (probs[1] > 0.9)).mean() > 0.99
+    with pytest.raises(UserError, match="--threshold"):
+        model.threshold = 2.0
