@@ -5,7 +5,8 @@
 - `run.json`, the manifest, written before the first output: the model that writes OUT (path and
   SHA-256 of the file) and the settings that change masks (threshold, TTA, tiling, overlap). A run
   over an OUT that another model or other settings wrote stops at once (exit 2) and names
-  `--overwrite`, which redoes every input there.
+  `--overwrite`, which redoes every input there. Files in an OUT without a manifest (written by
+  something else) are redone and replaced, as before resuming existed.
 - `done*.jsonl`, one journal per process (`done.jsonl`, or `done-shard-I-of-N.jsonl` under
   `--shard`): a line per finished input (its path, estimated quality, class fractions), appended
   after its outputs were written. Only what `--json`, `--sort-by quality` and `--review` report for
@@ -87,6 +88,7 @@ class OutputFolder:
         self.state = out / STATE
         self.journal_name = f"done-shard-{shard[0]}-of-{shard[1]}.jsonl" if shard else "done.jsonl"
         self._journal: Optional[TextIO] = None
+        self.fresh = overwrite  # nothing in OUT counts as done (no manifest yet, or --overwrite)
         self.left: Optional[set[Path]] = None  # after `split`: the inputs left to do
         self.done: dict[Path, Record] = {}  # after `split`: the inputs done, with their journal records
 
@@ -103,6 +105,8 @@ class OutputFolder:
                 raise UserError(f"{self.out}: holds masks made with another {what}; pass --overwrite to redo every "
                                 "input there with this one, or choose another -o")
             return
+        # no manifest: whatever OUT holds was not written by a resumable run of this model; redo it all
+        self.fresh = True
         make_dirs(self.state)
         if self.overwrite:
             for old in self.state.glob("done*.jsonl"):
@@ -115,13 +119,13 @@ class OutputFolder:
         only those with a journal line), the journal's records read when `need_record` or
         `want_records`. Removes the left inputs' leftover temporary files."""
         present, temps = _listing(self.out)
-        records = self.records() if (need_record or want_records) and not self.overwrite else {}
+        records = self.records() if (need_record or want_records) and not self.fresh else {}
         left: set[Path] = set()
         done: dict[Path, Record] = {}
         for p in inputs:
             paths = outputs.paths(plan[p])
             key = str(p)
-            if not self.overwrite and all(present.get(q.name, 0) > 0 for q in paths) and (
+            if not self.fresh and all(present.get(q.name, 0) > 0 for q in paths) and (
                     key in records or not need_record):
                 done[p] = records.get(key, Record(None, None))
                 continue

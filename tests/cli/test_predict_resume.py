@@ -91,7 +91,9 @@ def test_another_model_or_settings_is_refused_and_overwrite_redoes(trained_binar
 
 def test_outputs_asked_for_decide_what_is_done(trained_binary: Path, binary_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "o"
-    assert run_cli(["predict", binary_data / "images", "-o", out], cwd=trained_binary).code == 0
+    save_png(out / "img000.png", np.zeros((48, 48), np.uint8))  # in OUT before any segcli run: not ours
+    r = run_cli(["predict", binary_data / "images", "-o", out, "--json"], cwd=trained_binary)
+    assert r.code == 0 and not any(d["skipped"] for d in _lines(r.out)), r.err
     (out / "img003.png").unlink()
     (out / ".img007.png.x1y2z3.tmp").write_bytes(b"half a png")  # as a kill mid-write leaves it
     (out / "img007.png").unlink()
@@ -138,3 +140,24 @@ def test_shards_and_renamed_stems_resume(trained_binary: Path, binary_data: Path
     assert {d["input"]: d["output"] for d in lines} == names  # the same names
     assert [d["input"] for d in lines if not d["skipped"]] == [str(twin / "img001.png")]
     assert (out / ".segcli-predict" / "done-shard-0-of-2.jsonl").is_file()
+
+
+def test_progress_on_a_terminal_shows_images_per_second_and_eta(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    import segcli.console as console
+
+    buf = io.StringIO()
+    monkeypatch.setattr(console, "_err", Console(file=buf, force_terminal=True, width=100))
+    progress = console.PredictProgress(4)
+    for _ in range(4):
+        time.sleep(0.06)
+        progress.advance()
+    progress.progress.refresh()
+    progress.close()
+    text = buf.getvalue()
+    assert "4/4" in text and "images/s" in text and "ETA" in text, text
+    monkeypatch.setattr(console, "_err", Console(file=io.StringIO(), force_terminal=False))
+    assert console.PredictProgress(4).progress is None  # not a terminal: no bar
