@@ -23,7 +23,7 @@ default: estimate kept diverse); entropy+div on request.
 needs `segcli train --init CKPT` (start from a checkpoint's weights, fresh optimiser and schedule),
 and stops with a message where this segcli's train lacks it.
 
-    python benchmarks/active_learning.py                         # CamVid 4m and ISBI 2m a run, 3 seeds: ~4 h
+    python benchmarks/active_learning.py                         # CamVid 4m and ISBI 2m a run, 3 seeds: ~5 h
     python benchmarks/active_learning.py --only camvid --seeds 0 --budget 4m
     python benchmarks/active_learning.py --only isbi --budget 20s --seeds 0 --rounds 1 --random-extra 1 \\
         --start-count 2 --step 2                                 # smoke run, ~3 min on 2 cores

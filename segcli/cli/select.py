@@ -25,14 +25,10 @@ def select(
     output: Optional[str] = typer.Option(None, "--output", "-o", metavar="DIR", help="A new folder receiving images/ (copies of the picks), masks/ (the model's masks: a head start for the annotator), error_maps/, list.txt and selection.json."),
     fmt: str = typer.Option("png", "--format", help="The head-start masks: png (masks/, segcli's layout) | coco (annotations/instances_default.json, polygons for CVAT / Label Studio)."),
     json_out: bool = typer.Option(False, "--json", help="One JSON line per pick on stdout: its estimate and why it was picked."),
-    batch_size: int = opt.BATCH_SIZE,
-    threshold: float = opt.THRESHOLD,
-    tile: Optional[int] = opt.TILE,
-    no_tile: bool = opt.NO_TILE,
-    overlap: float = opt.OVERLAP,
-    tta: bool = opt.TTA,
     device: str = opt.DEVICE,
+    batch_size: int = opt.BATCH_SIZE,
     precision: str = opt.PRECISION,
+    threshold: float = opt.THRESHOLD,
 ) -> None:
     """Pick the unlabelled images whose labels would teach the model most (a list on stdout)."""
     from segcli.console import err, info
@@ -44,7 +40,7 @@ def select(
 
     cfg = SelectConfig(count, strategy, diversity, seed, labeled, output, fmt)
     cfg.check()
-    check_options(tile, no_tile, overlap, threshold, batch_size)
+    check_options(threshold=threshold, batch_size=batch_size)
     inputs, problems = collect_inputs(sources)
     if not inputs:
         raise UserError("; ".join(problems) if problems else "no pool images; pass image files, folders, globs or - for stdin")
@@ -53,7 +49,7 @@ def select(
 
     def load():
         predictor = load_predictor(resolve_model(model), local_device(device), precision)
-        return configure(predictor, tile, no_tile, overlap, tta, threshold, batch_size)
+        return configure(predictor, threshold=threshold, batch_size=batch_size)  # tiles: automatic, as predict
 
     sel = run_select(cfg, inputs, load, lambda path, e: err().print(f"error: {e}", markup=False))
     if sel.note:
