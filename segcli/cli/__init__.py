@@ -18,6 +18,7 @@ from segcli.cli import evaluate as _evaluate  # noqa: E402
 from segcli.cli import export as _export  # noqa: E402
 from segcli.cli import info as _info  # noqa: E402
 from segcli.cli import predict as _predict  # noqa: E402
+from segcli.cli import select as _select  # noqa: E402
 from segcli.cli import serve as _serve  # noqa: E402
 from segcli.cli import train as _train  # noqa: E402
 

@@ -126,11 +126,12 @@ def _add_routes(app: FastAPI) -> None:
         overlay: bool = Query(False, description="With format=json: add the overlay PNG as a data URL"),
         quality: bool = Query(False, description="With format=json: add the label-free quality estimate (estimated "
                                                  "mIoU; binary: Dice) and the error map PNG as a data URL (models "
-                                                 "holding a quality estimator)"),
+                                                 "holding a quality estimator), under `quality` and `error_map`"),
+        mask: bool = Query(False, description="With format=json: add the mask PNG (format=png's) as a data URL"),
     ) -> Response:
         """Segment one image."""
         service: Service = request.app.state.service
-        body, media = await service.predict(request, PredictOptions(fmt, threshold, tta, overlay, quality))
+        body, media = await service.predict(request, PredictOptions(fmt, threshold, tta, overlay, quality, mask))
         return Response(body, media_type=media)
 
     @app.get("/healthz")

@@ -135,12 +135,17 @@ def overlay_png(image: np.ndarray, labels: np.ndarray, info: DataInfo, error: Op
                                        suspect=error)))
 
 
+def data_url(png_bytes: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png_bytes).decode("ascii")
+
+
 def describe(labels: np.ndarray, info: DataInfo, threshold: float, tta: bool,
              overlay_image: Optional[bytes] = None, quality: Optional[float] = None,
-             error: Optional[np.ndarray] = None) -> dict[str, Any]:
+             error: Optional[np.ndarray] = None, mask: Optional[bytes] = None) -> dict[str, Any]:
     """`?format=json`: the mask's size and each class's share, name and overlay colour; with
-    `?quality=true`, the label-free quality estimate and the error map (`segcli predict --quality`'s
-    `quality` and `<stem>_error.png`). The one place the JSON answer is built."""
+    `?quality=true`, the label-free quality estimate and the error map under `error_map`, the name
+    `segcli predict --json` gives it (`error` is every failure answer's message); with `?mask=true`,
+    the mask PNG. Images are PNG data URLs. The one place the JSON answer is built."""
     k = 2 if info.binary else info.num_classes
     shares = class_fractions(labels, k)
     pal = overlay_palette(info.binary, info.colors)
@@ -153,8 +158,10 @@ def describe(labels: np.ndarray, info: DataInfo, threshold: float, tta: bool,
                      "share": shares[i]} for i, name in enumerate(info.class_names()[:k])],
     }
     if overlay_image is not None:
-        result["overlay"] = "data:image/png;base64," + base64.b64encode(overlay_image).decode("ascii")
+        result["overlay"] = data_url(overlay_image)
+    if mask is not None:
+        result["mask"] = data_url(mask)
     if error is not None:
         result["quality"] = quality
-        result["error"] = "data:image/png;base64," + base64.b64encode(png(Image.fromarray(error, "L"))).decode("ascii")
+        result["error_map"] = data_url(png(Image.fromarray(error, "L")))
     return result

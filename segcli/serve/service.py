@@ -42,6 +42,7 @@ class PredictOptions:
     tta: bool = False
     overlay: bool = False  # with json: the overlay as a data URL (the page's one request)
     quality: bool = False  # with json: the quality estimate and the error map as a data URL
+    mask: bool = False  # with json: the mask PNG as a data URL (the page's download)
 
 
 class Service:
@@ -142,7 +143,8 @@ class Service:
         if opts.format == "overlay":
             return codec.overlay_png(image, labels, info)
         over = codec.overlay_png(image, labels, info, seg.error) if opts.overlay else None
-        return json.dumps(codec.describe(labels, info, threshold, opts.tta, over, seg.quality, seg.error)).encode()
+        mask = codec.mask_png(labels, info) if opts.mask else None
+        return json.dumps(codec.describe(labels, info, threshold, opts.tta, over, seg.quality, seg.error, mask)).encode()
 
 
 async def _drain(request: Any, limit: int) -> None:

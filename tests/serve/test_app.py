@@ -113,6 +113,9 @@ def test_json_describes_the_mask(multi: TestClient, fitted_multi: Path, odd_imag
     assert answer["overlay"].startswith(prefix)
     assert base64.b64decode(answer["overlay"][len(prefix):]) == (tmp_path / "m_overlay.png").read_bytes()
     assert "overlay" not in post(multi, img, format="json").json()
+    with_mask = post(multi, img, format="json", mask="true").json()
+    assert base64.b64decode(with_mask["mask"][len(prefix):]) == (tmp_path / "m.png").read_bytes()
+    assert "mask" not in answer
 
 
 def test_json_with_quality_carries_predicts_estimate_and_error_map(multi: TestClient, fitted_multi: Path,
@@ -123,7 +126,8 @@ def test_json_with_quality_carries_predicts_estimate_and_error_map(multi: TestCl
     answer = post(multi, img, format="json", overlay="true", quality="true").json()
     prefix = "data:image/png;base64,"
     assert answer["quality"] == line["quality"] and 0 <= answer["quality"] <= 1
-    assert base64.b64decode(answer["error"][len(prefix):]) == (tmp_path / "m_error.png").read_bytes()
+    assert base64.b64decode(answer["error_map"][len(prefix):]) == (tmp_path / "m_error.png").read_bytes()
+    assert "error" not in answer  # the key of failure answers only
     assert base64.b64decode(answer["overlay"][len(prefix):]) == (tmp_path / "m_overlay.png").read_bytes()
     assert "quality" not in post(multi, img, format="json").json()
 
