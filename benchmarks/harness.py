@@ -220,11 +220,21 @@ def score_test(model: Any, data: Path, info: Any, mean: Any, std: Any, device: s
             h, w = y.shape
             ph, pw = spec.padding(h, w)
             xt = F.pad(torch.from_numpy(x)[None].to(dev), (0, pw, 0, ph))
-            with torch.autocast(dev.type, torch.bfloat16):
+            with peer_autocast(dev.type):
                 logits = model(xt).float()
             pred = spec.labels(logits[:, :, :h, :w])[0].cpu().numpy()
             cm.update(pred, y)
     return cm.compute()
+
+
+def peer_autocast(device_type: str) -> Any:
+    """bf16 autocast where bf16 is fast (a GPU, or a CPU with AMX / AVX512-BF16); fp32 elsewhere:
+    on an AVX2-only CPU bf16 convolutions run 10-100x slower than fp32, which would starve the peer."""
+    import torch
+
+    from segcli.device import select_precision
+
+    return select_precision("auto", torch.device(device_type)).autocast()
 
 
 def peer_batch(xs: list, ys: list, crop: int, bs: int, rng: Any, gray: bool, ignore: int) -> tuple[Any, Any]:
@@ -292,7 +302,7 @@ def run_peer(data: Path, budget_s: float, ignore: int | None, seed: int = 0) -> 
         for g in opt.param_groups:
             g["lr"] = 1e-3 * 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed / budget_s)))
         x, y = peer_batch(xs, ys, crop, bs, rng, gray, IGNORE)
-        with torch.autocast("cpu", torch.bfloat16):
+        with peer_autocast("cpu"):
             logits = model(x)
         logits = logits.float()
         loss = F.cross_entropy(logits, y, ignore_index=IGNORE) + dice(logits, y)
