@@ -159,6 +159,8 @@ def run_segcli(name: str, data: Path, budget: str, extra: list[str], work: Path)
     seconds = time.perf_counter() - t0
     result = json.loads(segcli(["evaluate", str(data / "test"), "--model", f"{run_dir}/weights/best.pt", "--json"], work))
     result["seconds"], result["run"] = seconds, run_dir
+    metrics = Path(work) / run_dir / "metrics.csv" if not Path(run_dir).is_absolute() else Path(run_dir) / "metrics.csv"
+    result["epochs"] = max(0, len(metrics.read_text().splitlines()) - 1) if metrics.is_file() else None
     return result
 
 

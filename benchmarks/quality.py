@@ -12,6 +12,8 @@ Trains and scores, in one run and with the same wall-clock budget each:
     python benchmarks/quality.py --short --skip-plain --seeds 0,1,2  # 2m / 4m vs the peer's 6m / 8m
     python benchmarks/quality.py --isbi-time 30s --camvid-time 30s   # smoke run
     python benchmarks/quality.py --only isbi --fp32   # ISBI, plus the defaults trained in fp32
+    python benchmarks/quality.py --judges --skip-peer --seeds 0,1,2  # the flaw D (default) vs the seed's
+        # real/fake D + judge (--gan lsgan) vs --gan none vs a plain U-Net (--gan none --no-quality)
 """
 
 from __future__ import annotations
@@ -31,7 +33,25 @@ PEER = "smp Unet-resnet18 (plain loop)"
 def row(name: str, seed: int, r: dict, binary: bool) -> str:
     per = r["per_class"]
     extra = f"{per[0]['dice']:.3f}" if binary else " ".join(f"{c['iou']:.2f}" if c["iou"] is not None else "-" for c in per)
-    return f"| {name} | {seed} | {r['mIoU']:.3f} | {r['pixel_accuracy']:.3f} | {extra} | {r['seconds']:.0f} |"
+    epochs = r.get("epochs") if r.get("epochs") is not None else "-"
+    return f"| {name} | {seed} | {r['mIoU']:.3f} | {r['pixel_accuracy']:.3f} | {extra} | {epochs} | {r['seconds']:.0f} |"
+
+
+def arms_of(a: argparse.Namespace, budget: str, short: str, binary: bool) -> list[tuple[str, str, list[str]]]:
+    """(label, budget, options) of every segcli arm."""
+    if a.judges:  # the discriminators side by side, each at the same budget
+        return [("segcli defaults (--gan flaw)", budget, []),
+                ("segcli --gan lsgan (real/fake D + judge)", budget, ["--gan", "lsgan"]),
+                ("segcli --gan none", budget, ["--gan", "none"]),
+                ("plain U-Net (--gan none --no-quality)", budget, ["--gan", "none", "--no-quality"])]
+    arms = [("segcli defaults (GAN)", budget, [])]
+    if a.short:
+        arms.insert(0, (f"segcli defaults, {short}", short, []))
+    if not a.skip_plain:
+        arms.append(("segcli --gan none", budget, ["--gan", "none"]))
+    if a.fp32 and binary:  # bf16 autocast must not cost accuracy
+        arms.append(("segcli defaults, --precision 32", budget, ["--precision", "32"]))
+    return arms
 
 
 def dataset(a: argparse.Namespace, root: Path, work: Path, name: str) -> list[str]:
@@ -42,39 +62,42 @@ def dataset(a: argparse.Namespace, root: Path, work: Path, name: str) -> list[st
     budget, short = (a.isbi_time, a.isbi_short) if binary else (a.camvid_time, a.camvid_short)
     data = isbi_split(root, work / name) if binary else camvid_split(root, work / name)
     common = [] if binary else ["--ignore-index", "11"]
-    arms = [("segcli defaults (GAN)", budget, [])]
-    if a.short:
-        arms.insert(0, (f"segcli defaults, {short}", short, []))
-    if not a.skip_plain:
-        arms.append(("segcli --gan none", budget, ["--gan", "none"]))
-    if a.fp32 and binary:  # bf16 autocast must not cost accuracy
-        arms.append(("segcli defaults, --precision 32", budget, ["--precision", "32"]))
+    arms = arms_of(a, budget, short, binary)
     title = ("**ISBI 2012 membranes** (train 0-19, val 20-23, test 24-29" if binary else
              "**CamVid-dev** (train/ minus every 10th image for selection; test = val/")
     lines = [f"{title}; budget {budget} unless given)", "",
-             f"| model | seed | test mIoU | pixel acc | {'membrane Dice' if binary else 'per-class IoU'} | seconds |",
-             "|---|---|---|---|---|---|"]
+             f"| model | seed | test mIoU | pixel acc | {'membrane Dice' if binary else 'per-class IoU'} | epochs | seconds |",
+             "|---|---|---|---|---|---|---|"]
     scores: dict[str, list[float]] = {}
+    epochs: dict[str, list[int]] = {}
     for seed in a.seeds:
         for arm, (label, span, opts) in enumerate(arms):
             r = run_segcli(f"{name}_arm{arm}_seed{seed}", data, span,
                            [*common, "--seed", str(seed), *opts, *a.extra.split()], work)
             lines.append(row(label, seed, r, binary))
             scores.setdefault(label, []).append(r["mIoU"])
+            epochs.setdefault(label, []).append(r.get("epochs") or 0)
             print(lines[-1], flush=True)
         if not a.skip_peer:
             r = run_peer(data, parse_duration(budget), None if binary else 11, seed)
             lines.append(row(PEER, seed, r, binary))
             scores.setdefault(PEER, []).append(r["mIoU"])
             print(lines[-1], f"({r['steps']} steps)", flush=True)
-    lines += ["", "| model | mean test mIoU | per seed | vs the peer |", "|---|---|---|---|"]
-    peer = scores.get(PEER)
+    lines += ["", "| model | mean test mIoU | per seed | vs the peer | vs the first arm (paired) | epochs vs the last arm |",
+              "|---|---|---|---|---|---|"]
+    peer, first = scores.get(PEER), scores[arms[0][0]]
+    base_epochs = epochs.get(arms[-1][0])
     for label, v in scores.items():
-        vs = ""
+        vs = vs_first = ep = ""
         if peer and label != PEER:
             d = [x - y for x, y in zip(v, peer)]
             vs = f"{sum(d) / len(d):+.3f} (ahead in {sum(x >= 0 for x in d)} of {len(d)})"
-        lines.append(f"| {label} | {sum(v) / len(v):.3f} | {' '.join(f'{x:.3f}' for x in v)} | {vs} |")
+        if label != arms[0][0] and label != PEER:
+            d = [y - x for x, y in zip(v, first)]
+            vs_first = f"first {sum(d) / len(d):+.4f} (" + " ".join(f"{x:+.3f}" for x in d) + ")"
+        if base_epochs and label in epochs:
+            ep = f"{sum(epochs[label]) / max(sum(base_epochs), 1):.1%}"
+        lines.append(f"| {label} | {sum(v) / len(v):.3f} | {' '.join(f'{x:.3f}' for x in v)} | {vs} | {vs_first} | {ep} |")
     return lines + [""]
 
 
@@ -90,6 +113,8 @@ def main() -> None:
     ap.add_argument("--isbi-short", default="2m", help="the short ISBI budget (a third of the peer's)")
     ap.add_argument("--camvid-short", default="4m", help="the short CamVid budget (half the peer's)")
     ap.add_argument("--skip-plain", action="store_true", help="leave out the --gan none arm")
+    ap.add_argument("--judges", action="store_true",
+                    help="arms: the default (flaw D), --gan lsgan, --gan none, --gan none --no-quality")
     ap.add_argument("--skip-peer", action="store_true")
     ap.add_argument("--fp32", action="store_true", help="ISBI: also the defaults in fp32 (bf16 vs fp32 accuracy)")
     ap.add_argument("--extra", default="", help="extra segcli train options for every segcli run")

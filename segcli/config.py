@@ -11,7 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
-GAN_MODES = ("lsgan", "vanilla", "hinge", "none")
+GAN_MODES = ("flaw", "lsgan", "vanilla", "hinge", "none")
+SEMI_METHODS = ("consistency", "adversarial", "flaw")
 PRECISIONS = ("auto", "32", "bf16", "16")
 SEG_LOSSES = ("ce", "focal")
 
@@ -77,12 +78,14 @@ class TrainConfig:
     precision: str = "auto"
     seed: int = 0
     patience: int = 0
-    gan: str = "lsgan"
-    adv_weight: float = 0.01
+    # flaw: D predicts where G's mask is wrong and G learns to lower that prediction (D is also the
+    # quality estimator); lsgan | vanilla | hinge: the seed's real/fake D; none: a plain U-Net
+    gan: str = "flaw"
+    adv_weight: Optional[float] = None  # None: flaw 0.1, real/fake 0.01 (train.resolve)
     adv_warmup: int = -1  # epochs over which the adversarial weight ramps up; -1: the first quarter of the run
-    d_every: int = 2  # the GAN part (D step + adversarial term) runs on every N-th step
+    d_every: int = 0  # the GAN part (D step + G's term from D) runs on every N-th step; 0: flaw 4, real/fake 2
     lr_g: float = 1e-3
-    lr_d: float = 2e-4
+    lr_d: float = 0.0  # 0: flaw 2e-3 (AdamW), real/fake 2e-4 (Adam, betas 0.5, 0.999)
     label_smoothing: float = 0.1
     onehot_tau: float = 0.9
     weight_decay: float = 1e-4
@@ -93,13 +96,13 @@ class TrainConfig:
     loss: str = "ce"  # ce | focal (CE/BCE down-weighting easy pixels by (1 - p)^gamma); + Dice either way
     focal_gamma: float = 2.0
     unlabeled: Optional[str] = None
-    semi: str = "consistency"  # how the unlabeled images teach: consistency | adversarial
+    semi: str = "consistency"  # how the unlabeled images teach: consistency | adversarial | flaw
     # None: the method's own (consistency: teacher confidence 0.9, weight 1; adversarial: D confidence 0.2, weight 0.1)
     semi_threshold: Optional[float] = None
     semi_weight: Optional[float] = None
     semi_every: int = 2  # consistency: an unlabeled batch (half the labelled one) on every N-th step
-    semi_gate: str = "none"  # consistency: "discriminator" also requires D to find the teacher's mask real
-    semi_adv_weight: float = 0.001
+    semi_gate: str = "none"  # consistency: "discriminator" also requires D to accept the teacher's mask
+    semi_adv_weight: Optional[float] = None  # None: adversarial 0.001; flaw: the flaw term's weight on unlabeled crops, 0.1
     # adversarial: epochs before the unlabeled images join; -1: once validation stops improving (train.semi.StartRule)
     semi_start: float = -1.0
     pretrained: bool = False
@@ -108,7 +111,9 @@ class TrainConfig:
     sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch
     cache: bool = True
     augment: bool = False  # crops + flips: better within budgets of ~25-100 epochs (docs/benchmarks.md)
-    quality: bool = True  # train the label-free quality estimator beside D (predict --quality)
+    # keep a label-free quality estimator in the model (predict --quality): under flaw, D itself; under the
+    # other modes a judge trained beside D (or beside a plain U-Net)
+    quality: bool = True
     orientation_free: Optional[bool] = None  # None: from the data (gray images have no 'up')
     bands: Optional[str] = None  # --bands 3,2,1: the bands overlays and plots show (stored in DataInfo.bands)
     logger: str = "auto"  # auto (tensorboard when installed) | tensorboard | mlflow | none (segcli.train.loggers)

@@ -45,7 +45,7 @@ def predict(
     from segcli.errors import UserError
     from segcli.infer.options import InferenceOptions
     from segcli.infer.predictor import load_predictor, resolve_model
-    from segcli.infer.predict import collect_inputs, plan_outputs, run_predict
+    from segcli.infer.predict import collect_inputs, plan_outputs
     from segcli.infer.resume import OutputFolder, Outputs
     from segcli.ranks import local_device, shard as take_shard, shard_spec
     from segcli.runs import new_run_dir

@@ -67,7 +67,9 @@ def _checkpoint_info(path: Path) -> dict[str, Any]:
                                                  ckpt.calibration))
     facts = card_facts(card)
     facts["architecture"].update(generator_parameters=_param_count(ckpt.generator),
-                                 discriminator_parameters=_param_count(ckpt.discriminator))
+                                 # the flaw D is the estimator: one network judges in training and after
+                                 discriminator_parameters=_param_count(
+                                     ckpt.estimator if ckpt.train.gan == "flaw" else ckpt.discriminator))
     facts["training"]["resumable"] = ckpt.resumable
     if facts["quality_estimator"] is not None:
         facts["quality_estimator"]["parameters"] = _param_count(ckpt.estimator)

@@ -7,7 +7,9 @@ probability >= `--semi-threshold`) become pseudo-labels. The student (the genera
 a strongly perturbed view of the same crops (contrast / brightness jitter, blur, and CutMix
 between the crops, the pseudo-labels mixed alike) and learns to predict those pseudo-labels:
 a cross-entropy over all pixels, the unconfident ones counting zero, weighted by `--semi-weight`.
-With `--semi-gate discriminator`, D must also find the teacher's mask plausible there.
+With `--semi-gate discriminator`, D must also accept the teacher's mask there (a real/fake D finds it
+real; the flaw D expects it right). `--semi flaw` adds the flaw correction of the student's
+prediction on the strong view (the frozen flaw D's error, weighted by `--semi-adv-weight`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
@@ -31,7 +32,10 @@ from segcli.train import distributed
 from segcli.train.loaders import train_loader, train_transform
 from segcli.train.losses import cross_entropy
 
-Term = Callable[[], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+# (weak view, teacher logits) -> the pixels the discriminator accepts
+Gate = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# (strong view, student logits) -> the flaw correction of that prediction
+Correction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,8 @@ class ConsistencySettings:
     threshold: float = 0.9  # teacher confidence that makes a pixel a pseudo-label
     weight: float = 1.0  # of the unlabeled loss beside the labelled one
     every: int = 2  # an unlabeled batch on every N-th step
-    gate: str = "none"  # or "discriminator": D's confidence in the teacher's mask must exceed 0.5 too
+    gate: str = "none"  # or "discriminator": D must accept the teacher's mask too
+    flaw_weight: float = 0.0  # --semi flaw: weight of the flaw correction on the strong view
     jitter: float = 0.5  # contrast / brightness jitter of the strong view, in normalised units
     blur: float = 0.5  # probability of a Gaussian blur
     cutmix: float = 0.5  # probability of pasting a box of another unlabeled crop
@@ -75,37 +80,37 @@ def strong_view(x: torch.Tensor, labels: torch.Tensor, s: ConsistencySettings) -
 
 @torch.inference_mode()
 def pseudo_labels(teacher: nn.Module, x: torch.Tensor, s: ConsistencySettings, autocast: Callable = nullcontext,
-                  disc: Optional[nn.Module] = None, gan: str = "lsgan") -> torch.Tensor:
-    """The teacher's labels of the weak view, IGNORE where it is not confident (or D objects)."""
+                  gate: Optional[Gate] = None) -> torch.Tensor:
+    """The teacher's labels of the weak view, IGNORE where it is not confident (or the gate objects)."""
     was_training = teacher.training
     teacher.eval()
     with autocast():
-        probs = class_probabilities(teacher(x).float())
-        conf, labels = probs.max(1)
+        logits = teacher(x).float()
+        conf, labels = class_probabilities(logits).max(1)
         keep = conf >= s.threshold
-        if disc is not None:
-            score = disc(torch.cat([x, probs], 1)).float()
-            score = score.clamp(0, 1) if gan == "lsgan" else torch.sigmoid(score)
-            score = score[:, :, None, None] if score.dim() == 2 else score
-            keep &= F.interpolate(score, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0] > 0.5
+        if gate is not None:
+            keep &= gate(x, logits)
     teacher.train(was_training)
     return torch.where(keep, labels, torch.full_like(labels, IGNORE)).clone()
 
 
-def consistency_term(student: nn.Module, teacher: nn.Module, x: torch.Tensor, s: ConsistencySettings,
-                     autocast: Callable = nullcontext, disc: Optional[nn.Module] = None, gan: str = "lsgan") -> Term:
-    """The unlabeled batch's loss, computed when the generator step asks for it."""
-
-    def term() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        pseudo = pseudo_labels(teacher, x, s, autocast, disc, gan)
-        xs, ys = strong_view(x, pseudo, s)
-        with autocast():
-            logits = student(xs)  # a separate pass: the labelled batch's BatchNorm statistics stay its own
-        share = (ys != IGNORE).float().mean()
-        loss = cross_entropy(logits, ys) * share  # the mean over all pixels, unconfident ones counting 0
-        return s.weight * loss, {"semi_ce": loss.detach(), "semi_share": share.detach()}
-
-    return term
+def consistency_loss(student: nn.Module, teacher: nn.Module, x: torch.Tensor, s: ConsistencySettings,
+                     autocast: Callable = nullcontext, gate: Optional[Gate] = None,
+                     correction: Optional[Correction] = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The unlabeled batch's loss (and its logged parts) for the generator step."""
+    pseudo = pseudo_labels(teacher, x, s, autocast, gate)
+    xs, ys = strong_view(x, pseudo, s)
+    with autocast():
+        logits = student(xs)  # a separate pass: the labelled batch's BatchNorm statistics stay its own
+    share = (ys != IGNORE).float().mean()
+    loss = cross_entropy(logits, ys) * share  # the mean over all pixels, unconfident ones counting 0
+    out = {"semi_ce": loss.detach(), "semi_share": share.detach()}
+    total = s.weight * loss
+    if correction is not None and s.flaw_weight > 0:
+        fc = correction(xs, logits)
+        total = total + s.flaw_weight * fc
+        out["semi_flaw"] = fc.detach()
+    return total, out
 
 
 class ConsistencySet:
@@ -147,6 +152,17 @@ class ConsistencySet:
     def resume(self, *args: Any) -> None:
         return None
 
+    def loss(self, batch: tuple[torch.Tensor, torch.Tensor], gen: nn.Module, teacher: nn.Module, adversary: Any,
+             autocast: Callable) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss of one unlabeled batch (the images only: their masks are empty)."""
+        x = batch[0]
+        gate = None
+        if self.settings.gate == "discriminator":
+            gate = lambda xv, logits: adversary.gate(xv, logits, gen.output)  # noqa: E731
+        correction = adversary.correction if self.settings.flaw_weight > 0 else None
+        return consistency_loss(gen, teacher, x, self.settings, autocast, gate, correction)
+
     def summary(self) -> str:
-        return (f"consistency with a teacher (threshold {self.settings.threshold}, every "
+        flaw = " and the flaw D's correction" if self.settings.flaw_weight > 0 else ""
+        return (f"consistency with a teacher{flaw} (threshold {self.settings.threshold}, every "
                 f"{self.settings.every} steps)")

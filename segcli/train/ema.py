@@ -16,6 +16,8 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from segcli.train.parts import Part
+
 StateDict = dict[str, Any]
 
 
@@ -53,6 +55,26 @@ class ModelEMA:
     def load(self, state: StateDict, updates: int) -> None:
         self.module.load_state_dict(state)
         self.updates = int(updates)
+
+
+class EmaPart(Part):
+    """The moving average as a part of the loop: it follows G after each step and is saved with it."""
+
+    def __init__(self, ema: ModelEMA) -> None:
+        self.ema = ema
+
+    def after_step(self, gen: nn.Module) -> None:
+        self.ema.update(gen)
+
+    def state(self, last: bool) -> dict[str, Any]:
+        if not last:  # best.pt's generator is already the better of the two (Run.model)
+            return {}
+        return {"ema_generator": self.ema.module.state_dict(), "ema_updates": self.ema.updates}
+
+    def restore(self, ckpt: Any, run: Any) -> None:
+        if ckpt.ema_generator is not None:
+            self.ema.load(ckpt.ema_generator, ckpt.ema_updates)
+            run.use_ema = bool(run.history and run.history[-1].get("ema") == 1)
 
 
 def build_ema(model: nn.Module, decay: float) -> Optional[ModelEMA]:

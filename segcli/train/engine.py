@@ -27,9 +27,8 @@ from segcli.metrics import ConfusionMatrix
 from segcli.models import OutputSpec
 from segcli.train import distributed, safety
 from segcli.train.callbacks import Callbacks
-from segcli.train.consistency import ConsistencySet, consistency_term
-from segcli.train.estimator import LR as ESTIMATOR_LR, store_calibration
-from segcli.train.gan import UnlabeledTerm, train_step
+from segcli.train.gan import generator_step
+from segcli.train.parts import Step
 from segcli.train.schedule import lr_at, ramp, set_lr
 from segcli.train.state import Run, seed_everything, setup
 
@@ -59,7 +58,7 @@ class TrainResult:
 
 def train(cfg: TrainConfig, mcfg: ModelConfig, callbacks: Optional[Callbacks] = None,
           resume: Optional[Checkpoint] = None, started: Optional[float] = None) -> TrainResult:
-    """Train G (and D unless --gan none) on cfg.data; write the run folder; return the outcome.
+    """Train G (and the parts beside it: D, the quality judge, ...) on cfg.data; write the run folder; return the outcome.
 
     Under torchrun every process calls this; they train one model with DDP (segcli.train.distributed).
     Ctrl-C raises errors.Interrupted naming the run and how to resume it. `started` (monotonic
@@ -82,15 +81,15 @@ def fit(run: Run, cb: Callbacks) -> TrainResult:
         if result.losses is None:  # the budget ran out before this epoch trained at all
             break
         row = {"epoch": epoch + 1, **result.losses, "train_seconds": round(time.monotonic() - t_epoch, 3)}
-        row.update(lr_g=run.opt_g.param_groups[0]["lr"], lr_d=run.opt_d.param_groups[0]["lr"] if run.opt_d else float("nan"))
+        row.update(lr_g=run.opt_g.param_groups[0]["lr"], lr_d=float("nan"))
+        for part in run.parts:
+            row.update(part.epoch_columns())
         run.since_val += time.monotonic() - t_epoch
         final = bool(stopped) or clock.must_stop() or epoch + 1 == cfg.epochs
         # under --time validation may cost at most ~10% of the budget: short epochs skip it
         metrics = validate_run(run) if clock.budget is None or final or run.since_val >= 9 * clock.val_cost else None
         row.update(_validation_columns(metrics))
         row["seconds"] = round(time.monotonic() - t_epoch, 3)
-        if run.unlabeled is not None:
-            row["semi_pixels"] = run.unlabeled.pixel_share()  # the pseudo-labels this epoch trained on
         run.history.append(row)
         if metrics is not None:
             cb.on_validation(epoch + 1, _samples(run, run.samples))
@@ -104,20 +103,6 @@ def fit(run: Run, cb: Callbacks) -> TrainResult:
     result = finish(run, stopped)
     cb.on_finish(result)
     return result
-
-
-def _unlabeled_term(run: Run, batch: tuple[torch.Tensor, torch.Tensor]) -> UnlabeledTerm:
-    """The semi-supervised loss of one unlabeled batch, for the G step to compute."""
-    image = batch[0].to(run.device, non_blocking=True, memory_format=torch.channels_last)
-    # the bare modules under DDP: their gradients still reach the same all-reduce hooks
-    gen = getattr(run.gen_t, "module", run.gen_t)
-    disc = getattr(run.disc_t, "module", run.disc_t)
-    if isinstance(run.unlabeled, ConsistencySet):
-        teacher = run.ema.module if run.ema is not None else gen
-        gate = disc if run.unlabeled.settings.gate == "discriminator" else None
-        return consistency_term(gen, teacher, image, run.unlabeled.settings, run.precision.autocast, gate, run.cfg.gan)
-    pseudo = batch[1].to(run.device, non_blocking=True)
-    return run.unlabeled.term(gen, run.disc, image, pseudo, run.cfg.gan, run.precision.autocast)
 
 
 def _validation_columns(metrics: Optional[dict[str, Any]]) -> dict[str, Any]:
@@ -134,39 +119,17 @@ def train_one_epoch(run: Run, epoch: int, cb: Callbacks) -> EpochResult:
     cb.on_epoch_start(epoch + 1, cfg.epochs, steps)
     run.guard.epoch = epoch + 1
     run.gen.train()
-    if run.disc is not None:
-        run.disc.train()
+    for part in run.parts:
+        part.start_epoch(epoch)
     sums: dict[str, Any] = {}
     counts: dict[str, int] = {}  # with --d-every, the D losses exist on some steps only
-    unl = run.unlabeled
-    unlabeled_iter = unl.batches(epoch) if unl is not None and unl.started is not None else None
     stopped = ""
     for i, (image, labels) in enumerate(run.train_dl):
         if clock.must_stop():
             stopped = f"time budget {cfg.time} reached"
             break
         progress = max((epoch + i / steps) / cfg.epochs, clock.progress())
-        set_lr(run.opt_g, lr_at(cfg.lr_g, progress))
-        set_lr(run.opt_d, lr_at(cfg.lr_d, progress))
-        est = run.estimator
-        if est is not None:
-            set_lr(est.opt, lr_at(ESTIMATOR_LR, progress))
-        # an untrained G is uncertain everywhere; a full-strength D would push it to the majority classes
-        adv_w = cfg.adv_weight * ramp(cfg.adv_warmup, epoch + i / steps, progress)
-        image = image.to(run.device, non_blocking=True, memory_format=torch.channels_last)
-        labels = labels.to(run.device, non_blocking=True)
-        d_step = (epoch * steps + i) % cfg.d_every == 0
-        gan_now = run.disc_t is not None and d_step
-        term = None
-        if unlabeled_iter is not None and unl.wants_batch(epoch * steps + i, gan_now):
-            term = _unlabeled_term(run, next(unlabeled_iter))
-        losses = train_step(run.gen_t, run.disc_t if gan_now else None, run.opt_g, run.opt_d, image, labels,
-                            run.settings, adv_w, run.precision.autocast, run.scalers, term,
-                            est.step if est is not None and d_step else None)
-        if unl is not None:
-            unl.record(losses)
-        if run.ema is not None:
-            run.ema.update(run.gen)
+        losses = train_step(run, epoch, epoch * steps + i, image, labels, progress, epoch + i / steps)
         for k, v in losses.items():
             sums[k] = sums.get(k, 0.0) + v
             counts[k] = counts.get(k, 0) + 1
@@ -176,9 +139,40 @@ def train_one_epoch(run: Run, epoch: int, cb: Callbacks) -> EpochResult:
             cb.on_step(i + 1, means)
     if not sums:
         return EpochResult(None, counts, stopped)
-    safety.check_model(run.gen, run.disc, epoch + 1, run.run_dir, run.guard.saved_epoch)
+    modules = {"generator": run.gen, **{k: m for part in run.parts for k, m in part.modules().items()}}
+    safety.check_model(modules, epoch + 1, run.run_dir, run.guard.saved_epoch)
     sums = run.ctx.mean_values(sums)
     return EpochResult({k: float(sums[k]) / counts[k] if k in sums else float("nan") for k in LOSS_KEYS}, counts, stopped)
+
+
+def train_step(run: Run, epoch: int, index: int, image: torch.Tensor, labels: torch.Tensor, progress: float,
+               epochs_done: float) -> dict[str, torch.Tensor]:
+    """G's forward pass; each part's own update on the detached prediction (D's step first); G's
+    step on its segmentation loss plus the parts' terms (through a frozen D); the parts follow G."""
+    cfg = run.cfg
+    set_lr(run.opt_g, lr_at(cfg.lr_g, progress))
+    for part in run.parts:
+        part.set_progress(progress)
+    image = image.to(run.device, non_blocking=True, memory_format=torch.channels_last)
+    labels = labels.to(run.device, non_blocking=True)
+    with run.precision.autocast():
+        logits = run.gen_t(image)
+    # an untrained G is uncertain everywhere; a full-strength D would push it to the majority classes
+    adv_w = cfg.adv_weight * ramp(cfg.adv_warmup, epochs_done, progress)
+    step = Step(index, epoch, image, labels, logits, adv_w, index % cfg.d_every == 0)
+    losses: dict[str, torch.Tensor] = {}
+    for part in run.parts:
+        losses.update(part.update(step))
+    terms = []
+    for part in run.parts:
+        term, logged = part.generator_term(step, run.gen_t)
+        losses.update(logged)
+        if term is not None:
+            terms.append(term)
+    losses.update(generator_step(run.opt_g, logits, labels, run.settings, terms, run.scaler))
+    for part in run.parts:
+        part.after_step(run.gen)
+    return losses
 
 
 @torch.inference_mode()
@@ -232,14 +226,12 @@ def validate_run(run: Run) -> dict[str, Any]:
 
 
 def after_validation(run: Run, epoch: int, metrics: dict[str, Any]) -> bool:
-    """Update the best-so-far (and the unlabeled images' start and labels); True if this epoch is the best."""
+    """Update the best-so-far, then tell the parts (the unlabeled images may join); True if this epoch is the best."""
     fit = metrics["mIoU"] if np.isfinite(metrics["mIoU"]) else -1.0
     improved = run.tracker.update(epoch, fit)
-    unl = run.unlabeled
-    if unl is not None and run.disc is not None:  # self-training: start, or refresh the labels
-        progress = max(epoch / run.cfg.epochs, run.clock.progress())
-        if unl.after_validation(epoch, progress, fit, improved, run.gen, run.disc, run.weights / "best.pt"):
-            run.tracker.bad_epochs = 0  # --patience counts again from when the unlabeled images join
+    for part in run.parts:
+        if part.after_validation(run, epoch, fit, improved):
+            run.tracker.bad_epochs = 0  # --patience counts again (the unlabeled images have joined)
     return improved
 
 
@@ -249,15 +241,10 @@ def save_epoch(run: Run, epoch: int, metrics: dict[str, Any], improved: bool, fi
         run.best_samples = run.samples
     if not run.ctx.main:
         return
-    ckpt = run.checkpoint(epoch, metrics)
     with run.guard.saving():  # Ctrl-C waits until this epoch's files are all written
         if improved:
-            ckpt.save(run.weights / "best.pt")
-        run.last = ckpt.replace(opt_g=run.opt_g.state_dict(), opt_d=run.opt_d.state_dict() if run.opt_d else None,
-                                finished=finished, train_generator=run.gen.state_dict() if run.ema else None,
-                                ema_generator=run.ema.module.state_dict() if run.ema else None,
-                                ema_updates=run.ema.updates if run.ema else 0,
-                                opt_e=run.estimator.opt.state_dict() if run.estimator else None)
+            run.checkpoint(epoch, metrics).save(run.weights / "best.pt")
+        run.last = run.checkpoint(epoch, metrics, last=True).replace(finished=finished)
         run.last.save(run.weights / "last.pt")
         atomic_write_bytes(run.run_dir / "metrics.csv", csv_text(run.history).encode())
         run.guard.saved_epoch = epoch
@@ -266,8 +253,6 @@ def save_epoch(run: Run, epoch: int, metrics: dict[str, Any], improved: bool, fi
 def finish(run: Run, stopped: str) -> TrainResult:
     """Mark last.pt finished, draw the plots, and say how the run went."""
     epochs_run = int(run.history[-1]["epoch"]) if run.history else run.start_epoch
-    if run.estimator is not None:
-        run.ctx.average_buffers(run.estimator.net)  # every process takes part; rank 0 calibrates and saves
     if run.ctx.main:
         last_path = run.weights / "last.pt"
         if not last_path.is_file():
@@ -275,13 +260,13 @@ def finish(run: Run, stopped: str) -> TrainResult:
         if run.last is None or not run.last.finished:  # the run ended without a validation that knew it
             run.last = (run.last or Checkpoint.load(last_path)).replace(finished=True)
             run.last.save(last_path)
-        if run.estimator is not None:
-            run.last = store_calibration(run.estimator, run.weights, run.last, run.val_dl.dataset, run.device,
-                                         run.precision.autocast, run.cfg.seed, run.guard.saving)
+    for part in run.parts:  # on every process: the judge's statistics are averaged, rank 0 calibrates
+        part.finish(run)
+    if run.ctx.main:
         _finish_plots(run)
     best = next((r for r in run.history if r["epoch"] == run.tracker.best_epoch), {})
     return TrainResult(run.run_dir, epochs_run, run.tracker.best_epoch, best, run.history, stopped,
-                       run.unlabeled.summary() if run.unlabeled is not None else "")
+                       " ".join(filter(None, (part.summary() for part in run.parts))))
 
 
 def csv_text(history: list[dict[str, Any]]) -> str:
@@ -309,8 +294,7 @@ def _start(run: Run, cb: Callbacks) -> None:
 
 
 def _stop_reason(run: Run) -> str:
-    unl = run.unlabeled
-    if run.tracker.exhausted and (unl is None or unl.started):
+    if run.tracker.exhausted and all(part.ready_to_stop() for part in run.parts):
         return f"early stop: no improvement in {run.cfg.patience} epochs"
     if run.clock.must_stop():
         return f"time budget {run.cfg.time} reached"

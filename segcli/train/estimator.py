@@ -1,10 +1,7 @@
-"""Training the quality estimator beside D, and calibrating it when the run ends.
+"""Calibrating the quality estimator when the run ends.
 
-- `EstimatorTrainer.step`: on the D steps (every `--d-every`-th step) the estimator sees the same
-  batch D sees, the training crops and the generator's *detached* probabilities, and learns where
-  the generator's labels disagree with the truth (binary cross-entropy; ignored pixels left out).
-  It never touches the generator's graph, so the generator's updates are the same with or without
-  it; as the generator learns, the estimator sees its errors at every stage of training.
+The estimator (the flaw discriminator of `--gan flaw`, or the judge trained beside another D;
+segcli.train.adversary) learns during training where the generator's labels disagree with the truth.
 - `calibrate`: at the end of the run, the best generator and the trained estimator on validation
   regions (whole images and random crops of 25-100% of each side), where the true quality is
   known; a ridge regression maps the regions' features (mean margin, 1 - mean error, expected mIoU)
@@ -15,64 +12,24 @@
 from __future__ import annotations
 
 import math
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from segcli.checkpoint import Checkpoint
 from segcli.data.io import IGNORE
 from segcli.metrics import image_quality
 from segcli.models import OutputSpec
-from segcli.models.estimator import WIDTH, build_estimator
 from segcli.quality import Calibration, fit_calibration, region_stats
 
-LR = 2e-3  # AdamW, on the generator's warm-up + cosine schedule
 WEIGHT_DECAY = 1e-4
 MAX_IMAGES = 200  # validation images calibration looks at (evenly spread)
 REGIONS = 600  # calibration regions wanted in all: whole images plus random crops
 MIN_SIDE = 32
 Autocast = Callable[[], AbstractContextManager]
-
-
-class EstimatorTrainer:
-    """The estimator, its optimizer and (fp16) grad scaler; `net_t` is the DDP-wrapped module under torchrun."""
-
-    def __init__(self, in_channels: int, num_classes: int, output: OutputSpec, device: torch.device,
-                 autocast: Autocast = nullcontext, scaler: Optional[Any] = None, width: int = WIDTH) -> None:
-        self.output, self.autocast, self.scaler, self.width = output, autocast, scaler, width
-        self.net = build_estimator(in_channels, num_classes, output.binary, width).to(
-            device, memory_format=torch.channels_last)
-        self.net_t = self.net
-        self.opt = torch.optim.AdamW(self.net.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return {"width": self.width}
-
-    def step(self, image: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One update on a batch the generator has just predicted (logits detached here)."""
-        logits = logits.detach().float()
-        probs = self.output.probabilities(logits)
-        wrong = (self.output.labels(logits) != labels).float()
-        valid = (labels != IGNORE).float()
-        self.net.train()
-        with self.autocast():
-            logit = self.net_t(image, probs)
-        bce = F.binary_cross_entropy_with_logits(logit.float()[:, 0], wrong, reduction="none")
-        loss = (bce * valid).sum() / valid.sum().clamp(min=1.0)  # every process steps, even on an all-ignored crop
-        self.opt.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.opt)
-            self.scaler.update()
-        else:
-            loss.backward()
-            self.opt.step()
-        return {"e_loss": loss.detach()}
 
 
 def windows(h: int, w: int, n: int, rng: np.random.Generator) -> list[tuple[int, int, int, int]]:
@@ -136,19 +93,19 @@ def calibrate(gen: torch.nn.Module, est: torch.nn.Module, dataset: Any, device: 
     return fit_calibration(rows, quality, output.binary, {"images": len(pick), "epoch": epoch})
 
 
-def store_calibration(trainer: EstimatorTrainer, weights: Path, last: Optional[Checkpoint], dataset: Any,
+def store_calibration(net: torch.nn.Module, config: dict[str, Any], weights: Path, last: Optional[Checkpoint], dataset: Any,
                       device: torch.device, autocast: Autocast, seed: int,
                       saving: Callable[[], AbstractContextManager]) -> Optional[Checkpoint]:
     """Fit the calibration with best.pt's generator on the validation images and store it, with the
-    estimator as training left it, in best.pt (and in last.pt when it holds the same generator).
+    estimator `net` as training left it, in best.pt (and in last.pt when it holds the same generator).
     Returns last.pt as it now is."""
     best_path, last_path = weights / "best.pt", weights / "last.pt"
     if not best_path.is_file():
         return last
     best = Checkpoint.load(best_path)
     gen = best.build_generator().to(device, memory_format=torch.channels_last)
-    cal = calibrate(gen, trainer.net, dataset, device, autocast, seed, best.epoch)
-    changes = {"estimator": trainer.net.state_dict(), "estimator_config": trainer.config,
+    cal = calibrate(gen, net, dataset, device, autocast, seed, best.epoch)
+    changes = {"estimator": net.state_dict(), "estimator_config": config,
                "calibration": cal.to_dict() if cal is not None else None}
     with saving():
         best.replace(**changes).save(best_path)

@@ -1,7 +1,9 @@
-"""One adversarial training step as explicit functions: tensors in, a dict of losses out.
+"""The adversarial step as explicit functions: tensors in, a dict of losses (or a loss) out.
 
 Order per batch (pix2pix): the generator's forward pass, then a discriminator step on the
-detached fake, then a generator step through the frozen discriminator.
+detached prediction, then a generator step whose extra terms come through the frozen discriminator.
+Two discriminators: the seed's real/fake D (`discriminator_step`, `adversarial_term`) and the flaw
+detector (`flaw_step`, `flaw_term`: D learns where G's label is wrong and G learns to lower that).
 """
 
 from __future__ import annotations
@@ -11,22 +13,20 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from segcli.data.io import IGNORE
-from segcli.models import class_probabilities
+from segcli.models import OutputSpec, class_probabilities
 from segcli.train.frozen import frozen
 from segcli.train.losses import adversarial_loss, generator_adv_loss, one_hot, segmentation_loss
 
 Autocast = Callable[[], AbstractContextManager]
-# The semi-supervised loss of an unlabeled batch and its logged parts, computed on demand
-UnlabeledTerm = Callable[[], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
 
 @dataclass
 class StepSettings:
-    gan: str = "lsgan"  # lsgan | vanilla | hinge | none
-    adv_weight: float = 0.01
+    gan: str = "flaw"  # flaw | lsgan | vanilla | hinge | none
     label_smoothing: float = 0.1
     onehot_tau: float = 0.9
     class_weights: Optional[list[float]] = None  # per class, in the segmentation loss
@@ -52,7 +52,8 @@ def real_mask(labels: torch.Tensor, fake: torch.Tensor, tau: float) -> torch.Ten
     return torch.where(valid, scaled, fake)
 
 
-def _step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScaler]) -> None:
+def optimizer_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScaler]) -> None:
+    opt.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()
         scaler.step(opt)
@@ -72,10 +73,9 @@ def discriminator_step(
     autocast: Autocast = nullcontext,
     scaler: Optional[torch.amp.GradScaler] = None,
 ) -> dict[str, torch.Tensor]:
-    """Update D on (image, truth) vs (image, detached generator probabilities)."""
+    """Update the real/fake D on (image, truth) vs (image, detached generator probabilities)."""
     fake = fake.detach()
     real = real_mask(labels, fake, s.onehot_tau)
-    opt.zero_grad(set_to_none=True)
     with autocast():
         # one pass over real and fake together: same kernels, half the launches
         pred = disc(torch.cat([torch.cat([image, real], 1), torch.cat([image, fake], 1)], 0))
@@ -84,78 +84,57 @@ def discriminator_step(
         adversarial_loss(pred_real, True, s.gan, 1.0 - s.label_smoothing)
         + adversarial_loss(pred_fake, False, s.gan)
     )
-    _step(loss, opt, scaler)
+    optimizer_step(loss, opt, scaler)
     return {"d_loss": loss.detach(), "d_real": pred_real.mean().detach(), "d_fake": pred_fake.mean().detach()}
 
 
-def generator_step(
-    disc: Optional[nn.Module],
-    opt: torch.optim.Optimizer,
-    image: torch.Tensor,
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    s: StepSettings,
-    adv_weight: float,
-    autocast: Autocast = nullcontext,
-    scaler: Optional[torch.amp.GradScaler] = None,
-    extra: Optional[torch.Tensor] = None,
-) -> dict[str, torch.Tensor]:
-    """Update G on segmentation loss + adv_weight * adversarial loss through a frozen D.
+def adversarial_term(disc: nn.Module, image: torch.Tensor, logits: torch.Tensor, gan: str,
+                     autocast: Autocast = nullcontext) -> torch.Tensor:
+    """G's real/fake loss: make the frozen D score (image, G's probabilities) as real."""
+    disc = getattr(disc, "module", disc)  # the bare D under DDP: it is frozen here, no gradients to reduce
+    with frozen(disc), autocast():
+        pred = disc(torch.cat([image, class_probabilities(logits.float())], 1))
+    return generator_adv_loss(pred.float(), gan)
 
-    `extra` is any further loss term of this step (the unlabeled batch's, in semi-supervised mode).
-    """
+
+def flaw_target(logits: torch.Tensor, labels: torch.Tensor, output: OutputSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the flaw detector learns: 1 where G's label is wrong, 0 where right; and where that is
+    known (1: a labelled pixel, 0: an ignored one)."""
+    wrong = (output.labels(logits.detach().float()) != labels).float()
+    return wrong, (labels != IGNORE).float()
+
+
+def flaw_step(net: nn.Module, opt: torch.optim.Optimizer, image: torch.Tensor, logits: torch.Tensor,
+              labels: torch.Tensor, output: OutputSpec, autocast: Autocast = nullcontext,
+              scaler: Optional[torch.amp.GradScaler] = None, key: str = "d_loss") -> dict[str, torch.Tensor]:
+    """Update the flaw detector on (image, G's detached probabilities) towards the true error map
+    (binary cross-entropy over the labelled pixels). It never touches G's graph."""
+    logits = logits.detach().float()
+    wrong, valid = flaw_target(logits, labels, output)
+    net.train()
+    with autocast():
+        logit = net(image, output.probabilities(logits))
+    bce = F.binary_cross_entropy_with_logits(logit.float()[:, 0], wrong, reduction="none")
+    loss = (bce * valid).sum() / valid.sum().clamp(min=1.0)  # every process steps, even on an all-ignored crop
+    optimizer_step(loss, opt, scaler)
+    return {key: loss.detach()}
+
+
+def flaw_term(net: nn.Module, image: torch.Tensor, logits: torch.Tensor, output: OutputSpec,
+              autocast: Autocast = nullcontext) -> torch.Tensor:
+    """G's flaw correction (Ke et al. 2020): the mean squared error probability the frozen flaw
+    detector sees in G's own prediction; the gradient reaches G through its probabilities only."""
+    net = getattr(net, "module", net)
+    with frozen(net), autocast():
+        err = torch.sigmoid(net(image, output.probabilities(logits.float())).float())
+    return (err * err).mean()
+
+
+def generator_step(opt: torch.optim.Optimizer, logits: torch.Tensor, labels: torch.Tensor, s: StepSettings,
+                   terms: list[torch.Tensor], scaler: Optional[torch.amp.GradScaler] = None) -> dict[str, torch.Tensor]:
+    """Update G on its segmentation loss plus the weighted `terms` the run's parts gave for this step."""
     weights = torch.tensor(s.class_weights, device=logits.device) if s.class_weights else None
     seg = segmentation_loss(logits, labels, s.batch_sum, weights, s.focal_gamma)
-    loss = seg if extra is None else seg + extra
-    out = {"g_seg": seg.detach()}
-    if disc is not None and s.gan != "none" and adv_weight > 0:
-        # under DDP call the bare D: it is frozen here, and a DDP pass would expect its gradients
-        disc = getattr(disc, "module", disc)
-        with frozen(disc), autocast():
-            pred = disc(torch.cat([image, class_probabilities(logits.float())], 1))
-        adv = generator_adv_loss(pred, s.gan)
-        loss = loss + adv_weight * adv
-        out["g_adv"] = adv.detach()
-    opt.zero_grad(set_to_none=True)
-    _step(loss, opt, scaler)
-    out["g_loss"] = loss.detach()
-    return out
-
-
-def train_step(
-    gen: nn.Module,
-    disc: Optional[nn.Module],
-    opt_g: torch.optim.Optimizer,
-    opt_d: Optional[torch.optim.Optimizer],
-    image: torch.Tensor,
-    labels: torch.Tensor,
-    s: StepSettings,
-    adv_weight: float,
-    autocast: Autocast = nullcontext,
-    scalers: tuple[Optional[torch.amp.GradScaler], Optional[torch.amp.GradScaler]] = (None, None),
-    unlabeled: Optional[UnlabeledTerm] = None,
-    estimator: Optional[Callable[[torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]] = None,
-) -> dict[str, torch.Tensor]:
-    """G forward, D step on the detached fake, G step with D frozen; then, given an `estimator`
-    step, the quality estimator's update on (image, G's detached logits, labels), which leaves G's
-    update as it would be without it.
-
-    `unlabeled` computes the semi-supervised loss of an unlabeled batch (segcli.train.consistency,
-    segcli.train.semi): G runs a separate pass over that batch (one pass over both batches shares
-    BatchNorm statistics between them, which cost 0.11 ISBI test mIoU); D learns from the
-    labelled pairs only.
-    """
-    with autocast():
-        logits = gen(image)
-    losses: dict[str, torch.Tensor] = {}
-    if disc is not None and opt_d is not None and s.gan != "none":
-        fake = class_probabilities(logits.float())
-        losses.update(discriminator_step(disc, opt_d, image, labels, fake, s, autocast, scalers[1]))
-    extra = None
-    if unlabeled is not None:
-        extra, semi_out = unlabeled()
-        losses.update(semi_out)
-    losses.update(generator_step(disc, opt_g, image, logits, labels, s, adv_weight, autocast, scalers[0], extra))
-    if estimator is not None:
-        losses.update(estimator(image, logits.detach(), labels))
-    return losses
+    loss = seg + sum(terms) if terms else seg
+    optimizer_step(loss, opt, scaler)
+    return {"g_seg": seg.detach(), "g_loss": loss.detach()}

@@ -27,7 +27,14 @@ from segcli.visualize import default_bands, parse_bands
 # in memory; without a cap a typo like --depth 12 allocates tens of GB before saying anything.
 MAX_WIDTH = 4096
 EPOCHS, EPOCH_CAP_WITH_TIME = 50, 1000
-SEMI_DEFAULTS = {"consistency": (0.9, 1.0), "adversarial": (0.2, 0.1)}  # (threshold, weight) of each method
+SEMI_DEFAULTS = {"consistency": (0.9, 1.0), "adversarial": (0.2, 0.1), "flaw": (0.9, 1.0)}  # (threshold, weight)
+# per --gan family: (adv_weight, d_every, lr_d); flaw's D is the small error estimator (AdamW), whose
+# step costs a fraction of the real/fake D's, and its term has another scale
+GAN_DEFAULTS = {"flaw": (0.1, 4, 2e-3), "real/fake": (0.01, 2, 2e-4)}
+
+
+def gan_defaults(gan: str) -> tuple[float, int, float]:
+    return GAN_DEFAULTS["flaw" if gan == "flaw" else "real/fake"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,7 @@ def resolve(cfg: TrainConfig, mcfg: ModelConfig, info: DataInfo, train_sizes: Se
         logger=resolve_logger(cfg.logger),
         semi_threshold=cfg.semi_threshold if cfg.semi_threshold is not None else SEMI_DEFAULTS[cfg.semi][0],
         semi_weight=cfg.semi_weight if cfg.semi_weight is not None else SEMI_DEFAULTS[cfg.semi][1],
+        **_gan_values(cfg),
     )
     data = info if stats is None else replace(info, mean=list(stats[0]), std=list(stats[1]))
     bands = parse_bands(cfg.bands, info.in_channels) if cfg.bands else info.bands or default_bands(info.in_channels)
@@ -78,10 +86,18 @@ def _number(name: str, value: Any, low: float, high: float = math.inf, low_open:
         raise UserError(f"--{name.replace('_', '-')} {value}: must be a number {rng}")
 
 
+def _gan_values(cfg: TrainConfig) -> dict[str, object]:
+    adv_weight, d_every, lr_d = gan_defaults(cfg.gan)
+    semi_adv = 0.001 if cfg.semi == "adversarial" else adv_weight
+    return {"adv_weight": adv_weight if cfg.adv_weight is None else cfg.adv_weight,
+            "d_every": cfg.d_every or d_every, "lr_d": cfg.lr_d or lr_d,
+            "semi_adv_weight": semi_adv if cfg.semi_adv_weight is None else cfg.semi_adv_weight}
+
+
 def check_options(cfg: TrainConfig, mcfg: ModelConfig) -> None:
     """Reject option values that would fail (or silently misbehave) later, before the data scan."""
     if cfg.gan not in GAN_MODES:
-        raise UserError(f"--gan '{cfg.gan}': expected lsgan, vanilla, hinge or none")
+        raise UserError(f"--gan '{cfg.gan}': expected {', '.join(GAN_MODES[:-1])} or none")
     if str(cfg.precision).lower() not in PRECISIONS:
         raise UserError(f"--precision '{cfg.precision}': expected auto, 32, bf16 or 16")
     if cfg.loss not in SEG_LOSSES or not (isinstance(cfg.focal_gamma, (int, float)) and cfg.focal_gamma >= 0):
@@ -92,15 +108,17 @@ def check_options(cfg: TrainConfig, mcfg: ModelConfig) -> None:
     for name in ("batch_size", "patience"):  # 0 = automatic / off
         _number(name, getattr(cfg, name), 0)
     _number("workers", cfg.workers, -1)  # -1 = automatic
-    _number("d_every", cfg.d_every, 1)
+    _number("d_every", cfg.d_every, 0)  # 0 = automatic
     _number("adv_warmup", cfg.adv_warmup, -1)  # -1 = automatic
     _number("semi_start", cfg.semi_start, -1)  # negative = automatic
     if not isinstance(cfg.img_size, int) or (cfg.img_size != 0 and not 8 <= cfg.img_size <= 8192):
         raise UserError(f"--img-size {cfg.img_size}: use 0 (from the data) or a patch size from 8 to 8192")
     _number("val_split", cfg.val_split, 0, 0.99)
     _number("lr", cfg.lr_g, 0, 10, low_open=True)
-    _number("lr_d", cfg.lr_d, 0, 10, low_open=True)
-    _number("adv_weight", cfg.adv_weight, 0)
+    _number("lr_d", cfg.lr_d, 0, 10)  # 0 = automatic
+    for name in ("adv_weight", "semi_adv_weight"):
+        if getattr(cfg, name) is not None:
+            _number(name, getattr(cfg, name), 0)
     _number("weight_decay", cfg.weight_decay, 0)
     _number("ema", cfg.ema, 0, 1, high_open=True)
     _number("label_smoothing", cfg.label_smoothing, 0, 0.5)
@@ -114,17 +132,29 @@ def check_options(cfg: TrainConfig, mcfg: ModelConfig) -> None:
     if cfg.unlabeled and not Path(cfg.unlabeled).is_dir():
         raise UserError(f"--unlabeled {cfg.unlabeled}: folder not found; pass a folder of images without masks")
     if cfg.semi not in SEMI_DEFAULTS:
-        raise UserError(f"--semi '{cfg.semi}': expected consistency or adversarial")
+        raise UserError(f"--semi '{cfg.semi}': expected consistency, adversarial or flaw")
     if cfg.semi_gate not in ("none", "discriminator"):
         raise UserError(f"--semi-gate '{cfg.semi_gate}': expected none or discriminator")
     _number("semi_every", cfg.semi_every, 1)
     for name in ("semi_threshold", "semi_weight"):
         if getattr(cfg, name) is not None:
             _number(name, getattr(cfg, name), 0, 1 if name == "semi_threshold" else math.inf)
-    needs_d = cfg.semi == "adversarial" or cfg.semi_gate == "discriminator"
-    if cfg.unlabeled and cfg.gan == "none" and needs_d:
-        raise UserError(f"--unlabeled with --semi {cfg.semi}" + (" --semi-gate discriminator" if cfg.semi_gate != "none" else "")
-                        + " needs a discriminator: use --gan lsgan|vanilla|hinge, not none")
+    if cfg.unlabeled:
+        _check_semi(cfg)
+
+
+def _check_semi(cfg: TrainConfig) -> None:
+    """The --semi methods that need a particular discriminator get it, or a one-line way out."""
+    gate = " --semi-gate discriminator" if cfg.semi_gate != "none" else ""
+    if cfg.gan == "none" and (cfg.semi != "consistency" or gate):
+        raise UserError(f"--unlabeled with --semi {cfg.semi}{gate} needs a discriminator: use --gan flaw "
+                        "(or --semi consistency without the gate)")
+    if cfg.semi == "adversarial" and cfg.gan == "flaw":
+        raise UserError("--semi adversarial needs the real/fake discriminator of --gan lsgan|vanilla|hinge; "
+                        "under --gan flaw use --semi flaw (consistency + flaw correction) or --semi consistency")
+    if cfg.semi == "flaw" and cfg.gan != "flaw":
+        raise UserError(f"--semi flaw needs --gan flaw (its discriminator predicts G's errors); under --gan {cfg.gan} "
+                        "use --semi consistency or adversarial")
 
 
 def _check_model(mcfg: ModelConfig) -> None:

@@ -34,11 +34,10 @@ def module_finite(module: torch.nn.Module) -> bool:
     return bool(torch.stack(flags).all()) if flags else True
 
 
-def check_model(gen: torch.nn.Module, disc: Optional[torch.nn.Module], epoch: int, run_dir: Path,
-                saved_epoch: int) -> None:
+def check_model(modules: dict[str, torch.nn.Module], epoch: int, run_dir: Path, saved_epoch: int) -> None:
     """Never save a model holding NaN/inf (a finite loss can still precede non-finite weights)."""
-    for name, module in (("generator", gen), ("discriminator", disc)):
-        if module is not None and not module_finite(module):
+    for name, module in modules.items():
+        if not module_finite(module):
             raise TrainingDiverged(f"training diverged in epoch {epoch}: the {name}'s weights are not finite; "
                                    + _kept(run_dir, saved_epoch) + "; retry with a lower --lr / --lr-d or --adv-weight")
 

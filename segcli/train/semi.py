@@ -22,11 +22,10 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -37,9 +36,9 @@ from segcli.data.dataset import SegDataset
 from segcli.data.io import IGNORE, normalize
 from segcli.models import class_probabilities
 from segcli.train import distributed
-from segcli.train.frozen import frozen
 from segcli.train.loaders import train_loader, train_transform
-from segcli.train.losses import cross_entropy, generator_adv_loss
+from segcli.train.gan import adversarial_term
+from segcli.train.losses import cross_entropy
 
 
 @dataclass
@@ -75,14 +74,6 @@ class StartRule:
                 and progress - self.mark_progress >= self.SPAN)
 
 
-def confidence(pred: torch.Tensor, mode: str, size: tuple[int, int]) -> torch.Tensor:
-    """D's scores as a [0, 1] 'real' confidence map at the image's resolution."""
-    conf = pred.clamp(0, 1) if mode == "lsgan" else torch.sigmoid(pred)
-    if conf.dim() == 2:  # a global D: one score per image
-        conf = conf[:, :, None, None]
-    return F.interpolate(conf, size=size, mode="bilinear", align_corners=False)[:, 0]
-
-
 def unlabeled_terms(
     disc: nn.Module, image: torch.Tensor, pseudo: torch.Tensor, logits: torch.Tensor, mode: str,
     s: SemiSettings, autocast=nullcontext,
@@ -91,10 +82,7 @@ def unlabeled_terms(
     ce = cross_entropy(logits, pseudo)  # 0 before the first pseudo-labels
     loss, out = s.weight * ce, {"semi_ce": ce.detach()}
     if s.adv_weight > 0:
-        disc = getattr(disc, "module", disc)  # bare D under DDP: it is frozen here
-        with frozen(disc), autocast():
-            pred = disc(torch.cat([image, class_probabilities(logits.float())], 1))
-        adv = generator_adv_loss(pred.float(), mode)
+        adv = adversarial_term(disc, image, logits, mode, autocast)
         loss = loss + s.adv_weight * adv
         out["semi_adv"] = adv.detach()
     return loss, out
@@ -136,7 +124,7 @@ class UnlabeledSet:
         return self.ctx.agree(wait) <= 0
 
     def after_validation(self, epochs_done: int, progress: float, fit: float, improved: bool,
-                         gen: nn.Module, disc: nn.Module, best: Path) -> bool:
+                         gen: nn.Module, disc: Any, best: Path) -> bool:
         """Start self-training when the rule says so (True then); later, relabel as validation improves."""
         if self.started is None:
             # rank 0 decides: the clock's progress differs by milliseconds between processes
@@ -149,7 +137,7 @@ class UnlabeledSet:
         return False
 
     def resume(self, history: list[dict], epochs: int, budget: Optional[float], best: Path,
-               gen: nn.Module, disc: nn.Module) -> None:
+               gen: nn.Module, disc: Any) -> None:
         """Replay the start rule over the run so far; if it had started, relabel at once from best.pt."""
         elapsed = 0.0
         for row in history:
@@ -177,14 +165,13 @@ class UnlabeledSet:
     def pixel_share(self) -> float:
         return self.share
 
-    def term(self, gen: nn.Module, disc: nn.Module, image: torch.Tensor, pseudo: torch.Tensor, gan: str,
-             autocast) -> Callable[[], tuple[torch.Tensor, dict[str, torch.Tensor]]]:
-        """The unlabeled batch's adversarial and self-training terms, computed when the G step asks."""
-        def run() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-            with autocast():
-                logits = gen(image)  # a separate pass: the labelled batch's BatchNorm statistics stay its own
-            return unlabeled_terms(disc, image, pseudo, logits, gan, self.settings, autocast)
-        return run
+    def loss(self, batch: tuple[torch.Tensor, torch.Tensor], gen: nn.Module, teacher: nn.Module, adversary: Any,
+             autocast: Callable) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The adversarial and self-training terms of one unlabeled batch (images, pseudo-labels)."""
+        image, pseudo = batch
+        with autocast():
+            logits = gen(image)  # a separate pass: the labelled batch's BatchNorm statistics stay its own
+        return unlabeled_terms(adversary.module, image, pseudo, logits, self.cfg.gan, self.settings, autocast)
 
     def summary(self) -> str:
         if self.started is None:
@@ -192,11 +179,11 @@ class UnlabeledSet:
         return f"self-training from epoch {self.started}; {self.share:.0%} of their pixels pseudo-labelled at the end"
 
     @torch.inference_mode()
-    def relabel(self, gen: nn.Module, disc: nn.Module) -> float:
+    def relabel(self, gen: nn.Module, disc: Any) -> float:
         """Pseudo-label every unlabeled image with G's argmax where D's confidence exceeds the threshold."""
         t0 = time.monotonic()
         was_training = gen.training
-        gen.eval(), disc.eval()
+        gen.eval(), disc.module.eval()
         used = total = 0
         for i in range(len(self.ds)):
             image, _ = self.ds.load(i)
@@ -204,12 +191,12 @@ class UnlabeledSet:
             x = x[None].to(self.device, memory_format=torch.channels_last)
             with self.autocast():
                 probs = class_probabilities(gen(x).float())
-                conf = confidence(disc(torch.cat([x, probs], 1)).float(), self.cfg.gan, tuple(x.shape[-2:]))
+                conf = disc.confidence(x, probs)
             keep = conf > self.settings.threshold
             pseudo = torch.where(keep, probs.argmax(1), IGNORE)[0]
             self.ds.pseudo[i] = pseudo.to(torch.uint8).cpu().numpy()
             used, total = used + int(keep.sum()), total + keep.numel()
-        gen.train(was_training), disc.train()
+        gen.train(was_training), disc.module.train()
         self.loader = self._loader()
         self.share = used / max(total, 1)
         self.last = time.monotonic()

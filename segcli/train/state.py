@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -25,14 +25,14 @@ from segcli.models import build_discriminator, build_generator
 from segcli.runs import new_run_dir, parse_duration
 from segcli.errors import UserError
 from segcli.train import distributed, safety
-from segcli.train.ema import ModelEMA, build_ema
-from segcli.train.estimator import EstimatorTrainer
+from segcli.train.adversary import FlawDiscriminator, QualityJudge, RealFakeDiscriminator
+from segcli.train.ema import EmaPart, ModelEMA, build_ema
 from segcli.train.gan import StepSettings
+from segcli.train.parts import Part
 from segcli.train.loaders import build_loaders, load_datasets
 from segcli.train.resolve import check_options, resolve
 from segcli.train.schedule import Clock
-from segcli.train.consistency import ConsistencySet, ConsistencySettings
-from segcli.train.semi import SemiSettings, UnlabeledSet
+from segcli.train.unlabeled import UnlabeledPart, unlabeled_set
 
 
 @dataclass
@@ -67,16 +67,13 @@ class Run:
     precision: Precision
     clock: Clock
     gen: torch.nn.Module
-    disc: Optional[torch.nn.Module]
-    gen_t: torch.nn.Module  # the DDP-wrapped modules under torchrun (the same modules otherwise)
-    disc_t: Optional[torch.nn.Module]
+    gen_t: torch.nn.Module  # the DDP-wrapped generator under torchrun (the same module otherwise)
     opt_g: torch.optim.Optimizer
-    opt_d: Optional[torch.optim.Optimizer]
-    scalers: tuple[Any, Any]
+    scaler: Any  # fp16's grad scaler, or None
     settings: StepSettings
     train_dl: DataLoader
     val_dl: DataLoader
-    unlabeled: Optional[Union[UnlabeledSet, ConsistencySet]]
+    parts: list[Part]  # the discriminator, the quality judge, the unlabeled images, the moving average
     ema: Optional[ModelEMA]
     run_dir: Path
     data_summary: dict[str, Any]
@@ -87,7 +84,6 @@ class Run:
     samples: list[tuple[int, Any, Any]] = field(default_factory=list)  # the latest validation's first masks
     best_samples: list[tuple[int, Any, Any]] = field(default_factory=list)  # ... and the best validation's
     last: Optional[Checkpoint] = None  # what last.pt holds
-    estimator: Optional[EstimatorTrainer] = None  # the quality estimator (TrainConfig.quality)
 
     @property
     def device(self) -> torch.device:
@@ -104,18 +100,20 @@ class Run:
         """The generator users get: the moving average when it validated better, else the weights."""
         return self.ema.module if self.ema is not None and self.use_ema else self.gen
 
-    def checkpoint(self, epoch: int, metrics: dict[str, float]) -> Checkpoint:
-        """This epoch's best.pt (last.pt adds the optimizer states and the raw weights)."""
+    def checkpoint(self, epoch: int, metrics: dict[str, float], last: bool = False) -> Checkpoint:
+        """This epoch's best.pt; with `last`, last.pt (the optimizer states and the raw weights too)."""
         t = self.tracker
+        fields: dict[str, Any] = {}
+        for part in self.parts:
+            fields.update(part.state(last))
+        if last:
+            fields.update(opt_g=self.opt_g.state_dict(),
+                          train_generator=self.gen.state_dict() if self.ema is not None else None)
         return Checkpoint(
-            train=self.cfg, model=self.mcfg, data=self.info, output=self.gen.output,
-            generator=self.model.state_dict(), discriminator=self.disc.state_dict() if self.disc is not None else None,
+            train=self.cfg, model=self.mcfg, data=self.info, output=self.gen.output, generator=self.model.state_dict(),
             epoch=epoch, best_fitness=t.best_fitness, best_epoch=t.best_epoch, bad_epochs=t.bad_epochs,
             history=list(self.history), metrics={"mIoU": metrics["mIoU"], "mDice": metrics["mDice"]},
-            elapsed=self.clock.elapsed(), data_summary=self.data_summary,
-            estimator=self.estimator.net.state_dict() if self.estimator is not None else None,
-            estimator_config=self.estimator.config if self.estimator is not None else {},
-        )
+            elapsed=self.clock.elapsed(), data_summary=self.data_summary, **fields)
 
 
 def seed_everything(seed: int) -> None:
@@ -143,13 +141,11 @@ def setup(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, resume:
         torch.backends.cudnn.benchmark = True  # fixed patch size: pick the fastest conv algorithms once
     seed_everything(cfg.seed)
     train_dl, val_dl = build_loaders(cfg, info, datasets, prep, ctx)
-    gen, disc = _models(cfg, mcfg, info, ctx, resume)
+    gen = _generator(cfg, mcfg, info, ctx, resume)
     opt_g = torch.optim.AdamW(gen.parameters(), lr=cfg.lr_g, weight_decay=cfg.weight_decay)
-    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=(0.5, 0.999)) if disc is not None else None
-    unlabeled = _unlabeled(cfg, info, ctx, precision) if cfg.unlabeled else None
     train_pixels = class_pixel_counts(MaskStats(pixels=prep.train_pixels), info)
     class_weights = resolve_class_weights(cfg.class_weights, train_pixels, info.num_classes)
-    settings = StepSettings(cfg.gan, cfg.adv_weight, cfg.label_smoothing, cfg.onehot_tau, class_weights,
+    settings = StepSettings(cfg.gan, cfg.label_smoothing, cfg.onehot_tau, class_weights,
                             cfg.focal_gamma if cfg.loss == "focal" else 0.0, ctx.batch_sum)
     summary = {"train_images": len(prep.splits.train), "val_images": len(prep.splits.val),
                "class_pixels": train_pixels.tolist(), "class_weights": class_weights}
@@ -157,36 +153,46 @@ def setup(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, resume:
         run_dir = Path(resume.path).parent.parent  # RUN/weights/last.pt
     else:  # rank 0 picks the folder (exp, exp2, ...) and tells the others
         run_dir = ctx.share(new_run_dir(cfg.project, cfg.name, cfg.exist_ok) if ctx.main else None)
-    run = Run(cfg, mcfg, info, ctx, guard, precision, clock, gen, disc, gen, disc, opt_g, opt_d,
-              (precision.scaler(), precision.scaler()), settings, train_dl, val_dl, unlabeled, build_ema(gen, cfg.ema),
-              run_dir, summary, tracker=BestTracker(cfg.patience))
-    if cfg.quality:  # built after G and D, so their initial weights do not depend on it
-        run.estimator = EstimatorTrainer(info.in_channels, info.num_classes, gen.output, ctx.device, precision.autocast,
-                                         precision.scaler())
-        clock.calibration = True
+    ema = build_ema(gen, cfg.ema)
+    parts = _parts(cfg, mcfg, info, ctx, precision, settings, gen, ema)
+    clock.calibration = cfg.quality
+    run = Run(cfg, mcfg, info, ctx, guard, precision, clock, gen, gen, opt_g, precision.scaler(), settings,
+              train_dl, val_dl, parts, ema, run_dir, summary, tracker=BestTracker(cfg.patience))
     if resume is not None:
         _restore(run, resume)
     guard.run_dir, guard.saved_epoch = run_dir, run.start_epoch
-    if unlabeled is not None and disc is not None:
-        unlabeled.resume(run.history, cfg.epochs, budget, run.weights / "best.pt", gen, disc)
-    run.gen_t, run.disc_t = ctx.wrap(gen), ctx.wrap(disc)  # DDP after any resumed weights are loaded
-    if run.estimator is not None:
-        run.estimator.net_t = ctx.wrap(run.estimator.net)
+    run.gen_t = ctx.wrap(gen)  # DDP after any resumed weights are loaded
+    for part in parts:
+        part.distribute(ctx)
     return run
 
 
-def _unlabeled(cfg: TrainConfig, info: DataInfo, ctx: distributed.Context,
-               precision: Precision) -> Union[UnlabeledSet, ConsistencySet]:
-    """The unlabeled images and how they teach (--semi)."""
-    if cfg.semi == "consistency":
-        settings = ConsistencySettings(cfg.semi_threshold, cfg.semi_weight, cfg.semi_every, cfg.semi_gate)
-        return ConsistencySet(cfg, info, ctx, settings)
-    semi = SemiSettings(cfg.semi_threshold, cfg.semi_weight, cfg.semi_adv_weight, cfg.semi_start)
-    return UnlabeledSet(cfg, info, ctx, ctx.device, precision.autocast, semi)
+def _parts(cfg: TrainConfig, mcfg: ModelConfig, info: DataInfo, ctx: distributed.Context, precision: Precision,
+           settings: StepSettings, gen: torch.nn.Module, ema: Optional[ModelEMA]) -> list[Part]:
+    """What trains beside G: the discriminator (--gan), the quality judge (--quality), the unlabeled
+    images (--unlabeled) and the moving average (--ema), in the order a step runs them."""
+    parts: list[Part] = []
+    adversary: Optional[Any] = None
+    # built after G, each in a fixed order, so G's initial weights never depend on the options
+    if cfg.gan == "flaw":
+        adversary = FlawDiscriminator(cfg, info.in_channels, info.num_classes, gen.output, ctx.device, precision)
+    elif cfg.gan != "none":
+        disc = build_discriminator(mcfg, info).to(ctx.device, memory_format=torch.channels_last)
+        adversary = RealFakeDiscriminator(disc, cfg, settings, precision)
+    if adversary is not None:
+        parts.append(adversary)
+    if cfg.quality and cfg.gan != "flaw":
+        parts.append(QualityJudge(cfg, info.in_channels, info.num_classes, gen.output, ctx.device, precision))
+    if cfg.unlabeled:
+        images = unlabeled_set(cfg, info, ctx, precision)
+        parts.append(UnlabeledPart(images, adversary, ema, cfg, precision, ctx.device))
+    if ema is not None:
+        parts.append(EmaPart(ema))
+    return parts
 
 
-def _models(cfg: TrainConfig, mcfg: ModelConfig, info: DataInfo, ctx: distributed.Context,
-            resume: Optional[Checkpoint]) -> tuple[torch.nn.Module, Optional[torch.nn.Module]]:
+def _generator(cfg: TrainConfig, mcfg: ModelConfig, info: DataInfo, ctx: distributed.Context,
+               resume: Optional[Checkpoint]) -> torch.nn.Module:
     gen = build_generator(mcfg, info)
     if (cfg.pretrained or cfg.weights) and resume is None:
         if not hasattr(gen.encoder, "load_imagenet"):
@@ -194,28 +200,15 @@ def _models(cfg: TrainConfig, mcfg: ModelConfig, info: DataInfo, ctx: distribute
         gen.encoder.load_imagenet(cfg.weights)
     gen = distributed.convert_sync_bn(gen, ctx) if cfg.sync_bn else gen
     # channels_last: ~20% faster convolutions on this CPU (oneDNN) and on tensor cores
-    gen = gen.to(ctx.device, memory_format=torch.channels_last)
-    disc = None
-    if cfg.gan != "none":
-        disc = build_discriminator(mcfg, info).to(ctx.device, memory_format=torch.channels_last)
-    return gen, disc
+    return gen.to(ctx.device, memory_format=torch.channels_last)
 
 
 def _restore(run: Run, ckpt: Checkpoint) -> None:
-    """Weights (and their average), optimizer states, history and the best-so-far from a last.pt."""
+    """Weights, optimizer states, history and the best-so-far from a last.pt; then each part's state."""
     run.gen.load_state_dict(ckpt.train_generator if ckpt.train_generator is not None else ckpt.generator)
-    if run.ema is not None and ckpt.ema_generator is not None:
-        run.ema.load(ckpt.ema_generator, ckpt.ema_updates)
-        run.use_ema = bool(run.history and run.history[-1].get("ema") == 1)
-    if run.disc is not None and ckpt.discriminator is not None:
-        run.disc.load_state_dict(ckpt.discriminator)
     run.opt_g.load_state_dict(ckpt.opt_g)
-    if run.opt_d is not None and ckpt.opt_d is not None:
-        run.opt_d.load_state_dict(ckpt.opt_d)
-    if run.estimator is not None and ckpt.estimator is not None:
-        run.estimator.net.load_state_dict(ckpt.estimator)
-        if ckpt.opt_e is not None:
-            run.estimator.opt.load_state_dict(ckpt.opt_e)
     run.history = list(ckpt.history)
     run.start_epoch = ckpt.epoch
     run.tracker = BestTracker(run.cfg.patience, ckpt.best_fitness, ckpt.best_epoch, ckpt.bad_epochs)
+    for part in run.parts:
+        part.restore(ckpt, run)

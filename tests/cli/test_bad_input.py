@@ -187,7 +187,7 @@ def test_damaged_image_late_in_list_fails_before_training(fmt: str, cache: bool,
 
 
 @pytest.mark.parametrize("option, value, needle", [
-    ("--lr", "-1", "--lr"), ("--lr", "nan", "--lr"), ("--lr-d", "0", "--lr-d"),
+    ("--lr", "-1", "--lr"), ("--lr", "nan", "--lr"), ("--lr-d", "-1", "--lr-d"),
     ("--batch-size", "-1", "--batch-size"), ("--epochs", "-2", "--epochs"),
     ("--img-size", "7", "--img-size"), ("--img-size", "-32", "--img-size"),
     ("--depth", "0", "--depth"), ("--depth", "12", "--depth"), ("--base-channels", "0", "--base-channels"),

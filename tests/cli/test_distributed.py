@@ -177,12 +177,12 @@ def test_loader_workers_do_not_change_results(binary_data: Path, tmp_path: Path)
     assert a[0]["g_loss"] == b[0]["g_loss"] and a[0]["val_mIoU"] == b[0]["val_mIoU"]
 
 
-@pytest.mark.parametrize("semi", ["consistency", "adversarial"])
+@pytest.mark.parametrize("semi", ["consistency", "adversarial", "flaw"])
 def test_semi_supervised_under_torchrun(ddp_runs: dict, tmp_path: Path, semi: str) -> None:
     """--unlabeled with two processes: consistency from the first step; adversarial relabels on both
     processes together (rank 0 decides when). Both finish."""
     data: Path = ddp_runs["data"]
-    extra = ["--semi-start", "1"] if semi == "adversarial" else ["--ema", "0.9"]
+    extra = ["--semi-start", "1", "--gan", "lsgan"] if semi == "adversarial" else ["--ema", "0.9"]
     r = _torchrun(["train", data, "--unlabeled", data / "images", "--semi", semi, "--semi-threshold", "0",
                    "--d-every", "1", *extra, *ARGS[:2], *ARGS[4:]], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -41,7 +41,7 @@ def test_int8_export_is_quantised_verified_and_described(int8_model: Path, fitte
     assert d["export"]["weights_dtype"] == "int8" and q["format"] == "QDQ" and q["calibration"]["images"] == 8
     v = q["verified"]
     assert v["images"] == 2 and v["loss"] <= 0.01 and v["agreement"] > 0.9 and v["mIoU_fp32"] > 0.3
-    assert d["train_size"] == 32 and d["judges"]["discriminator"] == "patch"  # the same card as the fp32 export
+    assert d["train_size"] == 32 and d["judges"]["discriminator"] == "flaw"  # the same card as the fp32 export
     assert d["quality_estimator"]["file"] == "m8.quality.onnx" and (fitted_multi / "m8.quality.onnx").is_file()
     assert d["quality_estimator"]["weights_dtype"] in ("int8", "float32")
 

@@ -12,7 +12,7 @@ from tests.conftest import TINY, run_cli
 
 
 def test_unlabeled_folder_trains_and_records_pseudo_label_share(binary_data: Path, tmp_path: Path) -> None:
-    r = run_cli(["train", binary_data, "--unlabeled", binary_data / "images", "--semi", "adversarial", "--discriminator", "pixel",
+    r = run_cli(["train", binary_data, "--unlabeled", binary_data / "images", "--semi", "adversarial", "--gan", "lsgan", "--discriminator", "pixel",
                  "--epochs", "2", "--semi-start", "1", "--semi-threshold", "0.0", "--d-every", "1", *TINY], cwd=tmp_path)
     assert r.code == 0, r.err
     with open(tmp_path / "runs/train/exp/metrics.csv") as f:
@@ -26,7 +26,7 @@ def test_unlabeled_folder_trains_and_records_pseudo_label_share(binary_data: Pat
 def test_unlabeled_images_join_at_a_plateau_by_default(binary_data: Path, tmp_path: Path) -> None:
     """--lr 1e-9: validation stops improving, so the unlabeled images join after a quarter of the
     run and 3 stale validations (epoch 4 of 8 at the earliest); the summary says when."""
-    r = run_cli(["train", binary_data, "--unlabeled", binary_data / "images", "--semi", "adversarial", "--epochs", "8", "--lr", "1e-9",
+    r = run_cli(["train", binary_data, "--unlabeled", binary_data / "images", "--semi", "adversarial", "--gan", "lsgan", "--epochs", "8", "--lr", "1e-9",
                  "--semi-threshold", "0.0", "--d-every", "1", *TINY], cwd=tmp_path)
     assert r.code == 0, r.err
     with open(tmp_path / "runs/train/exp/metrics.csv") as f:
@@ -65,7 +65,7 @@ def test_missing_unlabeled_folder_is_named(binary_data: Path, tmp_path: Path) ->
 
 def test_resumed_run_keeps_self_training(binary_data: Path, tmp_path: Path) -> None:
     """After --resume the pseudo-labels come back at once (from best.pt), not at the next improvement."""
-    r = run_cli(["train", binary_data, "--unlabeled", binary_data / "images", "--semi", "adversarial", "--epochs", "2",
+    r = run_cli(["train", binary_data, "--unlabeled", binary_data / "images", "--semi", "adversarial", "--gan", "lsgan", "--epochs", "2",
                  "--semi-start", "1", "--semi-threshold", "0.0", "--d-every", "1", *TINY], cwd=tmp_path)
     assert r.code == 0, r.err
     last = tmp_path / "runs/train/exp/weights/last.pt"

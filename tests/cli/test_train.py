@@ -58,7 +58,7 @@ def test_d_every_is_recorded_and_d_losses_average_over_their_steps(binary_data: 
 
 @pytest.mark.parametrize("disc", ["patch", "global", "pixel"])
 def test_every_discriminator_trains(disc: str, binary_data: Path, tmp_path: Path) -> None:
-    r = run_cli(["train", binary_data, "--epochs", "1", "--discriminator", disc, *TINY], cwd=tmp_path)
+    r = run_cli(["train", binary_data, "--epochs", "1", "--gan", "lsgan", "--discriminator", disc, *TINY], cwd=tmp_path)
     assert r.code == 0, r.err
     ckpt = torch.load(tmp_path / "runs/train/exp/weights/last.pt", weights_only=True)
     assert ckpt["model"]["discriminator"] == disc and ckpt["discriminator"] is not None

@@ -44,7 +44,9 @@ def test_train_one_epoch_and_validate(binary_data: Path, tmp_path: Path) -> None
     result = train_one_epoch(run, 0, Callbacks())
     steps = len(run.train_dl)
     assert result.steps["g_seg"] == steps == 8 and result.steps["d_loss"] == math.ceil(steps / 3)  # D every 3rd step
-    assert all(math.isfinite(v) for v in result.losses.values()) and result.stopped == ""
+    # the default D is the flaw detector: its loss is d_loss, and no judge trains beside it (no e_loss)
+    assert all(math.isfinite(v) for k, v in result.losses.items() if k != "e_loss") and result.stopped == ""
+    assert math.isnan(result.losses["e_loss"])
     assert any(not torch.equal(a, b) for a, b in zip(before, run.gen.parameters()))
     metrics, samples = validate(run.gen, run.val_dl, run.info.num_classes, run.device, run.precision, keep=1)
     assert 0.0 <= metrics["mIoU"] <= 1.0 and len(samples) == 1 and run.gen.training
@@ -63,7 +65,7 @@ class _PoisonAfterFirstEpoch(Callbacks):
 
     def on_epoch_end(self, row: dict) -> None:
         if row["epoch"] == 1:
-            net = self.run.disc if self.what == "discriminator" else self.run.gen
+            net = self.run.parts[0].module if self.what == "discriminator" else self.run.gen
             value = float("inf") if self.what == "buffers" else float("nan")
             with torch.no_grad():
                 if self.what == "buffers":  # finite losses (training uses batch statistics), non-finite model
@@ -81,7 +83,7 @@ def test_divergence_stops_the_run_and_never_saves_nan(what: str, binary_data: Pa
     for name in ("best.pt", "last.pt"):
         ckpt = Checkpoint.load(run.weights / name)
         assert ckpt.epoch == 1
-        for state in (ckpt.generator, ckpt.discriminator):
+        for state in (ckpt.generator, ckpt.estimator):  # the flaw D is saved as the estimator
             assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
     with open(run.run_dir / "metrics.csv") as f:
         assert [row["epoch"] for row in csv.DictReader(f)] == ["1"]
@@ -102,6 +104,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(binary_data: Path, 
 
     # semi: unlabeled images taught by an EMA teacher from the first step (threshold 0: every pixel)
     kw = dict(unlabeled=str(binary_data / "images"), ema=0.9, semi_threshold=0.0, semi_every=1) if semi else {}
+    kw["d_every"] = 1  # the flaw D on every step: every epoch has a d_loss to compare
     full = train(_cfg(binary_data, tmp_path, seed=1, name="full", **kw), TINY_M)
     with pytest.raises(Interrupted, match="resume"):
         train(_cfg(binary_data, tmp_path, seed=1, name="cut", **kw), TINY_M, _StopAfter(2))
@@ -115,7 +118,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(binary_data: Path, 
     cb = Checkpoint.load(resumed.run_dir / "weights" / "last.pt")
     for wa, wb in ((ca.generator, cb.generator), (ca.estimator, cb.estimator)):
         assert all(torch.equal(wa[k], wb[k]) for k in wa)  # the same weights, bit for bit
-    assert [r["e_loss"] for r in full.history] == [r["e_loss"] for r in resumed.history]
+    assert all(torch.equal(ca.opt_d["state"][0]["exp_avg"], cb.opt_d["state"][0]["exp_avg"]) for _ in [0])
     if semi:
         assert all(r["semi_pixels"] == 1.0 for r in full.history)  # the unlabeled images took part throughout
         assert [r["semi_pixels"] for r in full.history] == [r["semi_pixels"] for r in resumed.history]
@@ -125,7 +128,8 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(binary_data: Path, 
 def test_the_quality_estimator_leaves_the_generator_as_it_would_be(binary_data: Path, tmp_path: Path) -> None:
     """The estimator learns from G's detached output: G and D train exactly as without it (same seed),
     so it costs no segmentation quality; the finished run stores it, calibrated, in best.pt."""
-    runs = {q: train(_cfg(binary_data, tmp_path, epochs=2, name=f"q{int(q)}", quality=q, precision="auto"), TINY_M)
+    runs = {q: train(_cfg(binary_data, tmp_path, epochs=2, name=f"q{int(q)}", quality=q, precision="auto",
+                          gan="lsgan"), TINY_M)
             for q in (True, False)}
     with_e, without = (Checkpoint.load(runs[q].run_dir / "weights" / "last.pt") for q in (True, False))
     for part in ("generator", "discriminator"):

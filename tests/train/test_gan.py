@@ -9,7 +9,10 @@ import torch
 from segcli.config import DataInfo, ModelConfig
 from segcli.data import IGNORE
 from segcli.models import build_discriminator, build_generator, class_probabilities
-from segcli.train.gan import StepSettings, real_mask, train_step
+from segcli.models import OutputSpec
+from segcli.models.estimator import build_estimator
+from segcli.train.gan import (StepSettings, adversarial_term, discriminator_step, flaw_step, flaw_target, flaw_term,
+                              generator_step, real_mask)
 from segcli.train.losses import adversarial_loss, segmentation_loss
 
 
@@ -42,8 +45,12 @@ def test_scaled_onehot_is_not_trivially_separable() -> None:
     assert (real > 0).all()  # soft everywhere, like the generator's output
 
 
+def _changed(before: list[torch.Tensor], module: torch.nn.Module) -> bool:
+    return any(not torch.equal(a, b) for a, b in zip(before, module.parameters()))
+
+
 @pytest.mark.parametrize("gan", ["lsgan", "vanilla", "hinge", "none"])
-def test_train_step_updates_g_and_only_d_in_d_step(gan: str) -> None:
+def test_real_fake_step_updates_g_and_only_d_in_d_step(gan: str) -> None:
     torch.manual_seed(0)
     info = DataInfo(num_classes=3, in_channels=1, binary=False)
     cfg = ModelConfig(base_channels=4, depth=2, disc_channels=8)
@@ -51,15 +58,60 @@ def test_train_step_updates_g_and_only_d_in_d_step(gan: str) -> None:
     opt_g = torch.optim.Adam(g.parameters(), 1e-2)
     opt_d = torch.optim.Adam(d.parameters(), 1e-2)
     x, y = torch.randn(2, 1, 32, 32), torch.randint(0, 3, (2, 32, 32))
-    g0 = [p.clone() for p in g.parameters()]
-    d0 = [p.clone() for p in d.parameters()]
-    losses = train_step(g, d if gan != "none" else None, opt_g, opt_d, x, y, StepSettings(gan=gan), 0.1)
+    g0, d0 = [p.clone() for p in g.parameters()], [p.clone() for p in d.parameters()]
+    logits = g(x)
+    losses, terms = {}, []
+    if gan != "none":
+        losses.update(discriminator_step(d, opt_d, x, y, class_probabilities(logits.detach()), StepSettings(gan=gan)))
+        d1 = [p.clone() for p in d.parameters()]
+        terms.append(0.1 * adversarial_term(d, x, logits, gan))
+    losses.update(generator_step(opt_g, logits, y, StepSettings(gan=gan), terms))
     assert all(torch.isfinite(v) for v in losses.values())
-    assert any(not torch.equal(a, b) for a, b in zip(g0, g.parameters()))
-    d_changed = any(not torch.equal(a, b) for a, b in zip(d0, d.parameters()))
-    assert d_changed == (gan != "none")
-    assert ("d_loss" in losses) == (gan != "none")
+    assert _changed(g0, g) and _changed(d0, d) == (gan != "none") and ("d_loss" in losses) == (gan != "none")
+    if gan != "none":
+        assert not _changed(d1, d)  # G's step leaves D as its own step left it
     assert all(p.requires_grad for p in d.parameters())  # D unfrozen after the G step
+
+
+def test_flaw_target_is_the_true_error_map() -> None:
+    """A hand-made batch: G's labels against the truth, ignored pixels out."""
+    out = OutputSpec(False, 3, 4)
+    logits = torch.zeros(1, 3, 2, 3)
+    predicted = torch.tensor([[0, 1, 2], [2, 1, 0]])  # G's argmax
+    logits[0].scatter_(0, predicted[None], 5.0)
+    truth = torch.tensor([[[0, 2, 2], [IGNORE, 1, 1]]])
+    wrong, valid = flaw_target(logits, truth, out)
+    assert wrong.tolist() == [[[0.0, 1.0, 0.0], [1.0, 0.0, 1.0]]]  # (1, 0) is wrong but ignored:
+    assert valid.tolist() == [[[1.0, 1.0, 1.0], [0.0, 1.0, 1.0]]]  # left out by the mask
+
+    binary = OutputSpec(True, 2, 4)  # one logit per pixel, threshold 0.5
+    wrong, _ = flaw_target(torch.tensor([[[[3.0, -3.0]]]]), torch.tensor([[[1, 1]]]), binary)
+    assert wrong.tolist() == [[[0.0, 1.0]]]
+
+
+def test_flaw_d_learns_the_error_map_and_g_learns_through_a_frozen_d() -> None:
+    torch.manual_seed(0)
+    info = DataInfo(num_classes=3, in_channels=1, binary=False)
+    g = build_generator(ModelConfig(base_channels=4, depth=2), info)
+    d = build_estimator(1, 3, False, 8)
+    opt_g, opt_d = torch.optim.Adam(g.parameters(), 1e-2), torch.optim.AdamW(d.parameters(), 1e-2)
+    x, y = torch.randn(2, 1, 32, 32), torch.randint(0, 3, (2, 32, 32))
+    g0, d0 = [p.clone() for p in g.parameters()], [p.clone() for p in d.parameters()]
+    logits = g(x)
+    out = flaw_step(d, opt_d, x, logits, y, g.output)  # D's step: G's logits detached
+    assert torch.isfinite(out["d_loss"]) and _changed(d0, d) and not _changed(g0, g)
+    assert all(p.grad is None for p in g.parameters())  # nothing reached G's graph
+    d1 = [p.clone() for p in d.parameters()]
+    opt_d.zero_grad(set_to_none=True)
+    fc = flaw_term(d, x, logits, g.output)
+    assert 0.0 < float(fc.detach()) < 1.0
+    generator_step(opt_g, logits, y, StepSettings(), [0.5 * fc])
+    assert all(p.grad is None for p in d.parameters()) and not _changed(d1, d)  # D fixed in G's step
+    assert _changed(g0, g) and all(p.requires_grad for p in d.parameters())
+    # the term alone moves G: its gradient reaches G's weights through the probabilities
+    g.zero_grad(set_to_none=True)
+    flaw_term(d, x, g(x), g.output).backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in g.parameters())
 
 
 def test_class_probabilities_of_a_binary_head_have_two_channels() -> None:

@@ -26,6 +26,26 @@ def test_automatic_values_come_from_the_data_and_the_device() -> None:
     assert resolve(TrainConfig(workers=3), ModelConfig(), GRAY, SIZES, "cuda").train.workers == 3
 
 
+@pytest.mark.parametrize("gan, expected", [("flaw", (0.1, 4, 2e-3)), ("lsgan", (0.01, 2, 2e-4)), ("none", (0.01, 2, 2e-4))])
+def test_each_gan_gets_its_own_defaults_and_explicit_values_win(gan: str, expected: tuple) -> None:
+    t = resolve(TrainConfig(gan=gan), ModelConfig(), GRAY, SIZES, "cpu").train
+    assert (t.adv_weight, t.d_every, t.lr_d) == expected
+    t = resolve(TrainConfig(gan=gan, adv_weight=0.5, d_every=3, lr_d=1e-4), ModelConfig(), GRAY, SIZES, "cpu").train
+    assert (t.adv_weight, t.d_every, t.lr_d) == (0.5, 3, 1e-4)
+
+
+@pytest.mark.parametrize("gan, semi, gate, needle", [
+    ("flaw", "adversarial", "none", "under --gan flaw use --semi flaw"),
+    ("lsgan", "flaw", "none", "--semi flaw needs --gan flaw"),
+    ("none", "consistency", "discriminator", "needs a discriminator"),
+])
+def test_semi_methods_that_need_another_discriminator_say_which(gan: str, semi: str, gate: str, needle: str,
+                                                                tmp_path) -> None:
+    cfg = TrainConfig(gan=gan, semi=semi, semi_gate=gate, unlabeled=str(tmp_path))
+    with pytest.raises(UserError, match=needle):
+        check_options(cfg, ModelConfig())
+
+
 def test_resolve_is_pure_and_idempotent() -> None:
     cfg, mcfg = TrainConfig(), ModelConfig()
     r = resolve(cfg, mcfg, GRAY, SIZES, "cpu", ([0.4], [0.2]))
@@ -38,7 +58,8 @@ def test_resolve_is_pure_and_idempotent() -> None:
     (TrainConfig(epochs=0), "--epochs 0"),
     (TrainConfig(epochs=-3), "--epochs -3"),
     (TrainConfig(loss="dice"), "--loss"),
-    (TrainConfig(d_every=0), "--d-every"),
+    (TrainConfig(d_every=-1), "--d-every"),
+    (TrainConfig(gan="wgan"), "flaw, lsgan, vanilla, hinge or none"),
     (TrainConfig(unlabeled="nowhere"), "nowhere"),
 ])
 def test_bad_values_are_refused_before_any_work(cfg: TrainConfig, needle: str) -> None:
