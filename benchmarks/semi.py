@@ -10,6 +10,8 @@ with the seed alone (CamVid-dev labeled-only: 0.27 and 0.38), so every seed trai
 the table gives each pair and the mean gain.
 
     python benchmarks/semi.py --seeds 0,1,2        # 4m ISBI, 8m CamVid per run (~72 min)
+    python benchmarks/semi.py --only isbi --arms sup,flaw,semi --seeds 0,1,2
+        # consistency + the flaw D's correction (--semi flaw) beside consistency alone
     python benchmarks/semi.py --only isbi --arms sup,semi,gated,adversarial,oracle --seeds 0
         # more arms: D as a gate on the pseudo-labels, the adversarial method, and (ISBI) the ceiling:
         # the same budget with all 20 training images labelled
@@ -37,7 +39,8 @@ ARMS = {  # name: (what the table calls it, options; None: the oracle, every tra
     "sup": ("labelled only", []),
     "semi": ("+ unlabeled (defaults)", []),
     "gated": ("+ unlabeled, --semi-gate discriminator", ["--semi-gate", "discriminator"]),
-    "adversarial": ("+ unlabeled, --semi adversarial", ["--semi", "adversarial"]),
+    "flaw": ("+ unlabeled, --semi flaw", ["--semi", "flaw"]),
+    "adversarial": ("+ unlabeled, --semi adversarial (--gan lsgan)", ["--semi", "adversarial", "--gan", "lsgan"]),
     "oracle": ("all labelled (ceiling)", None),
 }
 
