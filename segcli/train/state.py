@@ -24,7 +24,7 @@ from segcli.device import Precision, select_precision
 from segcli.models import build_discriminator, build_generator
 from segcli.runs import new_run_dir, parse_duration
 from segcli.errors import UserError
-from segcli.train import distributed, safety
+from segcli.train import compile as compiling, distributed, safety
 from segcli.train.ema import ModelEMA, build_ema
 from segcli.train.estimator import EstimatorTrainer
 from segcli.train.gan import StepSettings
@@ -88,6 +88,7 @@ class Run:
     best_samples: list[tuple[int, Any, Any]] = field(default_factory=list)  # ... and the best validation's
     last: Optional[Checkpoint] = None  # what last.pt holds
     estimator: Optional[EstimatorTrainer] = None  # the quality estimator (TrainConfig.quality)
+    compiled: Optional[Any] = None  # segcli.train.compile.Fallback when the step runs compiled
 
     @property
     def device(self) -> torch.device:
@@ -172,6 +173,7 @@ def setup(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, resume:
     run.gen_t, run.disc_t = ctx.wrap(gen), ctx.wrap(disc)  # DDP after any resumed weights are loaded
     if run.estimator is not None:
         run.estimator.net_t = ctx.wrap(run.estimator.net)
+    run.compiled = compiling.apply(run, budget)  # after DDP; checkpoints keep saving the bare modules
     return run
 
 
