@@ -116,6 +116,7 @@ class TrainConfig:
     quality: bool = True
     orientation_free: Optional[bool] = None  # None: from the data (gray images have no 'up')
     bands: Optional[str] = None  # --bands 3,2,1: the bands overlays and plots show (stored in DataInfo.bands)
+    compile: str = "auto"  # torch.compile of the step: auto | on | off (segcli.train.compile)
     logger: str = "auto"  # auto (tensorboard when installed) | tensorboard | mlflow | none (segcli.train.loggers)
     project: str = "runs/train"
     name: str = "exp"

@@ -11,6 +11,7 @@ import os
 from typing import Any, Optional
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 _err: Optional[Console] = None
@@ -100,6 +101,13 @@ class TrainProgress:
     def on_validation(self, epoch: int, samples: Any) -> None: ...
 
     def on_finish(self, result: Any) -> None: ...
+
+    def on_note(self, text: str) -> None:
+        line = f"[yellow]note[/]: {escape(text)}"
+        if self.progress is not None:
+            self.progress.console.print(line)
+        else:
+            info(line)
 
     def close(self) -> None:
         if self.progress is not None:

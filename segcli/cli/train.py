@@ -61,6 +61,7 @@ def train(
     augment: bool = typer.Option(_T.augment, help="Add scale, rotation and colour augmentation to the random crops and flips (pays only in long runs: at 25-100 epochs it cost 0.01-0.04 mIoU)."),
     quality: bool = typer.Option(_T.quality, "--quality/--no-quality", help="Keep a label-free quality estimator in the model (predict --quality: estimated mIoU and error maps). Under --gan flaw it is D itself (--no-quality: D still teaches G but is not kept); otherwise a judge trained beside G that never changes G's training (--no-quality: not trained)."),
     bands: Optional[str] = typer.Option(None, "--bands", help="Bands shown in overlays and plots, from 1: one (gray) or three (R,G,B), e.g. 3,2,1; predict uses them too (default: the image's own, or bands 1-3)."),
+    compile: str = typer.Option(_T.compile, "--compile", help="torch.compile (Inductor) of the training step: auto | on | off. auto compiles on a GPU when the run has no --time or one of at least 10 minutes, never on the CPU, where compiling did not pay back (docs/benchmarks.md); a failed compilation trains eagerly with one note. Cache: ~/.cache/segcli/inductor."),
     logger: str = typer.Option(_T.logger, "--logger", help="Experiment tracking: auto (tensorboard when installed) | tensorboard | mlflow | none."),
     project: str = typer.Option(_T.project, help="Parent folder of run folders."),
     name: str = typer.Option(_T.name, help="Run name (exp, exp2, ... unless --exist-ok)."),

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +52,9 @@ class RealFakeDiscriminator(Part):
 
     def distribute(self, ctx: Context) -> None:
         self.module_t = ctx.wrap(self.module)
+
+    def wrap_step(self, wrap: Callable[[nn.Module], Any]) -> None:
+        self.module_t = wrap(self.module_t)
 
     def set_progress(self, progress: float) -> None:
         set_lr(self.opt, lr_at(self.cfg.lr_d, progress))
@@ -121,6 +124,9 @@ class QualityJudge(Part):
 
     def distribute(self, ctx: Context) -> None:
         self.module_t = ctx.wrap(self.module)
+
+    def wrap_step(self, wrap: Callable[[nn.Module], Any]) -> None:
+        self.module_t = wrap(self.module_t)
 
     def set_progress(self, progress: float) -> None:
         set_lr(self.opt, lr_at(self.lr, progress))

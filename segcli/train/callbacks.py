@@ -34,6 +34,9 @@ class Callbacks:
     def on_finish(self, result: Any) -> None:
         """The run's TrainResult, once its files are written."""
 
+    def on_note(self, text: str) -> None:
+        """Something the user should know that does not stop the run (e.g. a compilation fallback)."""
+
 
 class CallbackList(Callbacks):
     def __init__(self, callbacks: Sequence[Callbacks]) -> None:
@@ -62,3 +65,7 @@ class CallbackList(Callbacks):
     def on_finish(self, result: Any) -> None:
         for c in self.callbacks:
             c.on_finish(result)
+
+    def on_note(self, text: str) -> None:
+        for c in self.callbacks:
+            c.on_note(text)

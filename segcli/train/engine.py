@@ -73,6 +73,8 @@ def fit(run: Run, cb: Callbacks) -> TrainResult:
     """The epoch loop: train, validate when due, save, stop on the budget, patience or the last epoch."""
     cfg, clock = run.cfg, run.clock
     _start(run, cb)
+    if run.compiled is not None:
+        run.compiled.listen(cb.on_note)  # a failed compilation: one note, then eager
     stopped = ""
     for epoch in range(run.start_epoch, cfg.epochs):
         t_epoch = time.monotonic()

@@ -11,7 +11,7 @@ discriminators, the quality judge, the weights' moving average and the unlabeled
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
@@ -46,6 +46,9 @@ class Part:
 
     def distribute(self, ctx: Context) -> None:
         """Wrap the part's trained networks for torchrun (after any resumed weights are loaded)."""
+
+    def wrap_step(self, wrap: Callable[[nn.Module], Any]) -> None:
+        """Wrap the modules the part's own step runs (torch.compile: segcli.train.compile)."""
 
     def set_progress(self, progress: float) -> None:
         """Called before each step with the run's progress (0..1): learning-rate schedules."""

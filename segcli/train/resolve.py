@@ -100,6 +100,8 @@ def check_options(cfg: TrainConfig, mcfg: ModelConfig) -> None:
         raise UserError(f"--gan '{cfg.gan}': expected {', '.join(GAN_MODES[:-1])} or none")
     if str(cfg.precision).lower() not in PRECISIONS:
         raise UserError(f"--precision '{cfg.precision}': expected auto, 32, bf16 or 16")
+    if str(cfg.compile).lower() not in ("auto", "on", "off"):
+        raise UserError(f"--compile '{cfg.compile}': expected auto, on or off")
     if cfg.loss not in SEG_LOSSES or not (isinstance(cfg.focal_gamma, (int, float)) and cfg.focal_gamma >= 0):
         raise UserError(f"--loss '{cfg.loss}' / --focal-gamma {cfg.focal_gamma}: expected ce or focal, gamma >= 0")
     if cfg.epochs is not None and not (isinstance(cfg.epochs, int) and cfg.epochs >= 1):

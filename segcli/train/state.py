@@ -24,7 +24,7 @@ from segcli.device import Precision, select_precision
 from segcli.models import build_discriminator, build_generator
 from segcli.runs import new_run_dir, parse_duration
 from segcli.errors import UserError
-from segcli.train import distributed, safety
+from segcli.train import compile as compiling, distributed, safety
 from segcli.train.adversary import FlawDiscriminator, QualityJudge, RealFakeDiscriminator
 from segcli.train.ema import EmaPart, ModelEMA, build_ema
 from segcli.train.gan import StepSettings
@@ -84,6 +84,7 @@ class Run:
     samples: list[tuple[int, Any, Any]] = field(default_factory=list)  # the latest validation's first masks
     best_samples: list[tuple[int, Any, Any]] = field(default_factory=list)  # ... and the best validation's
     last: Optional[Checkpoint] = None  # what last.pt holds
+    compiled: Optional[Any] = None  # segcli.train.compile.Fallback when the step runs compiled
 
     @property
     def device(self) -> torch.device:
@@ -164,6 +165,7 @@ def setup(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, resume:
     run.gen_t = ctx.wrap(gen)  # DDP after any resumed weights are loaded
     for part in parts:
         part.distribute(ctx)
+    run.compiled = compiling.apply(run, budget)  # after DDP; checkpoints keep saving the bare modules
     return run
 
 
