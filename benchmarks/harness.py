@@ -60,11 +60,17 @@ def isbi_split(root: Path, out: Path, train: range = range(0, 20), val: range = 
 
 
 def camvid_test(root: Path, out: Path) -> None:
-    """out/test = camvid-dev/val/ (scored, never trained on) and out/classes.txt."""
+    """out/test = camvid-full/val/ minus camvid-dev/val/ (67 street scenes never seen in development:
+    scored, never chosen on), or camvid-dev/val/ where camvid-full/ is absent; and out/classes.txt."""
     src = root / "camvid-dev"
-    for p in (src / "val" / "images").iterdir():
+    full = root / "camvid-full" / "val"
+    dev_val = {p.name for p in (src / "val" / "images").iterdir()}
+    test = full if full.is_dir() else src / "val"
+    for p in (test / "images").iterdir():
+        if test == full and p.name in dev_val:
+            continue
         _link(p, out / "test" / "images" / p.name)
-        _link(src / "val" / "masks" / f"{p.stem}.png", out / "test" / "masks" / f"{p.stem}.png")
+        _link(test / "masks" / f"{p.stem}.png", out / "test" / "masks" / f"{p.stem}.png")
     _link(src / "classes.txt", out / "classes.txt")
 
 

@@ -3,9 +3,9 @@
 Trains and scores, in one run and with the same wall-clock budget each:
   - ISBI membranes: train 0-19, validate 20-23 (model selection), test 24-29 (never seen).
   - CamVid-dev (--ignore-index 11): train on train/ (every 10th image carved out for selection),
-    test on val/.
+    test on camvid-full/val minus camvid-dev/val (67 street scenes never used in development).
   - peer: segmentation_models_pytorch Unet(resnet18), no pretrained weights, a plain loop
-    (random crops + flips, CE + Dice, Adam 1e-3, cosine, bf16), scored at full resolution with
+    (random crops + flips, CE + Dice, Adam 1e-3, cosine, bf16 where the CPU runs it fast, else fp32), scored at full resolution with
     the same confusion-matrix code.
 
     python benchmarks/quality.py                      # full budgets (6m ISBI, 8m CamVid): ~45 min
@@ -64,7 +64,7 @@ def dataset(a: argparse.Namespace, root: Path, work: Path, name: str) -> list[st
     common = [] if binary else ["--ignore-index", "11"]
     arms = arms_of(a, budget, short, binary)
     title = ("**ISBI 2012 membranes** (train 0-19, val 20-23, test 24-29" if binary else
-             "**CamVid-dev** (train/ minus every 10th image for selection; test = val/")
+             "**CamVid-dev** (train/ minus every 10th image for selection; test = camvid-full/val minus camvid-dev/val, 67 images")
     lines = [f"{title}; budget {budget} unless given)", "",
              f"| model | seed | test mIoU | pixel acc | {'membrane Dice' if binary else 'per-class IoU'} | epochs | seconds |",
              "|---|---|---|---|---|---|---|"]

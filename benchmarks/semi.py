@@ -3,7 +3,7 @@
   - ISBI: 4 labeled (0-3) + 16 unlabeled (4-19); validation 20-23; test 24-29.
   - CamVid-dev: a quarter of train/ labeled, the rest unlabeled (every 10th of the labeled part
     used for selection would leave too few, so validation = 8 images of the unlabeled rest,
-    which the semi run also sees without labels); test = val/.
+    which the semi run also sees without labels); test = camvid-full/val minus camvid-dev/val (67 images).
 
 Runs of a few minutes on 4 (ISBI) or 31 (CamVid) labeled images swing by several points
 with the seed alone (CamVid-dev labeled-only: 0.27 and 0.38), so every seed trains both arms and
