@@ -22,6 +22,8 @@ the exported .onnx): whole commands and per image (N images minus 1, so start-up
 
     python benchmarks/quality_estimation.py --seeds 0                 # ~20 min on a 2-core CPU
     python benchmarks/quality_estimation.py --only isbi --seeds 0,1 --reuse
+    python benchmarks/quality_estimation.py --only camvid-full --gans flaw,lsgan --camvid-budget 8m
+        # the flaw D as the estimator vs the estimator beside a real/fake D, on 101 unseen scenes
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
-from benchmarks.harness import camvid_split, data_root, isbi_split, segcli, wall, segcli_cmd  # noqa: E402
+from benchmarks.harness import _link, camvid_split, data_root, isbi_split, segcli, wall, segcli_cmd  # noqa: E402
 
 TILE = 128  # ISBI test regions
 CANDIDATES = [  # (row label, region feature, pixel map, calibration: "ckpt" (stored), "fit" (on val))
@@ -68,6 +70,21 @@ def train(name: str, data: Path, budget: str, seed: int, work: Path, extra: list
     return best
 
 
+def camvid_full_split(root: Path, out: Path, every: int = 10) -> Path:
+    """camvid-full: train/ minus every `every`-th image (validation: calibration and selection);
+    test = all of val/ (101 scenes)."""
+    src = root / "camvid-full"
+    for i, p in enumerate(sorted((src / "train" / "images").iterdir())):
+        part = "val" if i % every == 0 else "train"
+        _link(p, out / part / "images" / p.name)
+        _link(src / "train" / "masks" / f"{p.stem}.png", out / part / "masks" / f"{p.stem}.png")
+    for p in (src / "val" / "images").iterdir():
+        _link(p, out / "test" / "images" / p.name)
+        _link(src / "val" / "masks" / f"{p.stem}.png", out / "test" / "masks" / f"{p.stem}.png")
+    _link(src / "classes.txt", out / "classes.txt")
+    return out
+
+
 class Maps:
     """A model's per-pixel maps of one image: probabilities, error, mirrored pass, D's score."""
 
@@ -75,13 +92,17 @@ class Maps:
         import torch
 
         from segcli.checkpoint import Checkpoint
+        from dataclasses import replace
+
+        from segcli.infer.options import InferenceOptions
         from segcli.infer.predictor import load_predictor
         from segcli.models import build_discriminator
 
         self.torch = torch
         self.ckpt = Checkpoint.load(best)
-        self.pred = load_predictor(best)  # predict's own path: its device, precision and padding
-        self.pred.quality = True
+        # predict's own path: its device, precision and padding
+        self.pred = load_predictor(best, InferenceOptions(quality=True))
+        self.plain = replace(self.pred, quality=False)
         self.disc = None
         if self.ckpt.discriminator is not None:
             self.disc = build_discriminator(self.ckpt.model, self.ckpt.data)
@@ -98,9 +119,7 @@ class Maps:
         both = pred.probs([x])[0]
         c = out.channels
         probs, error = both[:c], both[c]
-        pred.quality = False
-        flipped = np.flip(pred.probs([np.ascontiguousarray(x[:, :, ::-1])])[0], 2)
-        pred.quality = True
+        flipped = np.flip(self.plain.probs([np.ascontiguousarray(x[:, :, ::-1])])[0], 2)
         labels = pred.labels(probs)
         pm = pixel_maps(probs, out.binary, entropy=True)
         maps = {"probs": probs, "labels": labels, "error": error, "1-max": 1 - pm["max_softmax"],
@@ -258,7 +277,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data-root", default=None, help="Folder holding isbi2012-membrane/ and camvid-dev/.")
     ap.add_argument("--work", default="runs/bench/quality_estimation", help="Where runs, splits and outputs go.")
-    ap.add_argument("--only", choices=["camvid", "isbi"], default=None)
+    ap.add_argument("--only", choices=["camvid", "isbi", "camvid-full"], default=None,
+                    help="camvid-full (not in the default run): trained on camvid-full/train minus every 10th "
+                         "image (validation), scored on all 101 images of camvid-full/val")
+    ap.add_argument("--gans", default="flaw", help="Comma-separated --gan values, each a separate run (e.g. flaw,lsgan: "
+                    "the flaw D as the estimator vs the estimator trained beside a real/fake D).")
     ap.add_argument("--seeds", default="0", help="Comma-separated training seeds, each a separate run.")
     ap.add_argument("--camvid-budget", default="8m", help="Training budget: a time (8m) or a number of epochs.")
     ap.add_argument("--isbi-budget", default="4m", help="Training budget: a time (4m) or a number of epochs.")
@@ -269,20 +292,23 @@ def main() -> None:
     root, work = data_root(a.data_root), Path(a.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     sets = [("camvid", camvid_split, a.camvid_budget, ["--ignore-index", "11"], False),
-            ("isbi", isbi_split, a.isbi_budget, [], True)]
+            ("isbi", isbi_split, a.isbi_budget, [], True),
+            ("camvid-full", camvid_full_split, a.camvid_budget, ["--ignore-index", "11"], False)]
     lines, dump = [], {}
     for name, split, budget, extra, tiles in sets:
-        if a.only not in (None, name):
+        if a.only != name and (a.only is not None or name == "camvid-full"):
             continue
         data = split(root, work / name)
         for seed in (int(s) for s in a.seeds.split(",")):
-            best = train(f"{name}_s{seed}", data, budget, seed, work, extra, a.reuse)
-            res = analyse(best, data, tiles, seed)
-            rows = table(res)
-            times = timing(best, data, work, a.timing_reps) if a.timing_reps else {}
-            lines += report(name, seed, res, rows, times)
-            print("\n".join(report(name, seed, res, rows, times)), flush=True)
-            dump[f"{name}_s{seed}"] = {"rows": rows, "times": times, "test": res["test"], "val_regions": len(res["val"])}
+            for gan in a.gans.split(","):
+                run = f"{name}_{gan}_s{seed}"
+                best = train(run, data, budget, seed, work, [*extra, "--gan", gan], a.reuse)
+                res = analyse(best, data, tiles, seed)
+                rows = table(res)
+                times = timing(best, data, work, a.timing_reps) if a.timing_reps else {}
+                lines += report(f"{name} --gan {gan}", seed, res, rows, times)
+                print("\n".join(report(f"{name} --gan {gan}", seed, res, rows, times)), flush=True)
+                dump[run] = {"rows": rows, "times": times, "test": res["test"], "val_regions": len(res["val"])}
     if a.json:
         Path(a.json).write_text(json.dumps(dump, indent=1))
 
