@@ -32,7 +32,13 @@ def best_of(f: Callable[[], None], reps: int) -> float:
 
 
 def main() -> None:
-    import torch
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=4)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=4)
+    a = ap.parse_args()
+
+    import torch  # after parse_args: --help stays fast
 
     from segcli.config import DataInfo, ModelConfig
     from segcli.device import select_precision
@@ -42,11 +48,6 @@ def main() -> None:
                                   generator_step)
     from segcli.train.resolve import gan_defaults
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=4)
-    ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--batch", type=int, default=4)
-    a = ap.parse_args()
     torch.manual_seed(0)
     cpu = torch.device("cpu")
     precision = select_precision("auto", cpu)
