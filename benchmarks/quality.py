@@ -43,7 +43,7 @@ def arms_of(a: argparse.Namespace, budget: str, short: str, binary: bool) -> lis
         return [("segcli defaults (--gan flaw)", budget, []),
                 ("segcli --gan lsgan (real/fake D + judge)", budget, ["--gan", "lsgan"]),
                 ("segcli --gan none", budget, ["--gan", "none"]),
-                ("plain U-Net (--gan none --no-quality)", budget, ["--gan", "none", "--no-quality"])]
+                ("plain U-Net (--gan none --no-quality)", budget, ["--gan", "none", "--no-quality"])][:3 if a.skip_plain else 4]
     arms = [("segcli defaults (GAN)", budget, [])]
     if a.short:
         arms.insert(0, (f"segcli defaults, {short}", short, []))
@@ -112,7 +112,8 @@ def main() -> None:
     ap.add_argument("--short", action="store_true", help="also segcli's defaults at the short budgets below")
     ap.add_argument("--isbi-short", default="2m", help="the short ISBI budget (a third of the peer's)")
     ap.add_argument("--camvid-short", default="4m", help="the short CamVid budget (half the peer's)")
-    ap.add_argument("--skip-plain", action="store_true", help="leave out the --gan none arm")
+    ap.add_argument("--skip-plain", action="store_true",
+                    help="leave out the --gan none arm (with --judges: the plain U-Net arm)")
     ap.add_argument("--judges", action="store_true",
                     help="arms: the default (flaw D), --gan lsgan, --gan none, --gan none --no-quality")
     ap.add_argument("--skip-peer", action="store_true")
