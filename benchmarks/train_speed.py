@@ -1,9 +1,9 @@
 """Training throughput: a segcli training epoch vs a minimal hand-written GAN loop, same process.
 
-Both run the same generator and discriminator (segcli defaults: ResNet-18 U-Net, PatchGAN
-width 32) with the same batch size, patch size and precision. The hand loop gets its batches as ready-made
+Both run the same generator and discriminator (segcli defaults: ResNet-18 U-Net, the flaw D on
+every 4th step) with the same batch size, patch size and precision. The hand loop gets its batches as ready-made
 tensors (no decoding, no augmentation); segcli runs its real engine (data loader, augmentation,
-D step + G step, loss bookkeeping). Also: achieved FLOP/s of the step vs a large bf16 matmul.
+D step + G step, loss bookkeeping, validation excluded). Also: achieved FLOP/s of the step vs a large bf16 matmul.
 
     python benchmarks/train_speed.py                 # ISBI train 0-19, patch 256, batch 4
     python benchmarks/train_speed.py --precision 32  # fp32
@@ -45,16 +45,18 @@ def matmul_peak(dtype: Any, device: Any) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t)
 
 
-def hand_loop(gen, disc, batches, precision: str, device: Any, d_every: int = 1) -> float:
-    """The least a GAN segmentation step can do: G fwd, D step on detached fake, G step."""
+def hand_loop(gen, judge, batches, precision: str, device: Any, d_every: int, weight: float, lr_d: float) -> float:
+    """The least the default step can do: G forward; on every d_every-th step the flaw D learns G's
+    error map from G's detached output, then G learns from its segmentation loss plus the frozen D's
+    mean squared error probability on its output."""
     import torch
     import torch.nn.functional as F
 
-    from segcli.models import class_probabilities as probabilities
     from segcli.train.losses import segmentation_loss
 
     opt_g = torch.optim.AdamW(gen.parameters(), 1e-3)
-    opt_d = torch.optim.Adam(disc.parameters(), 2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.AdamW(judge.parameters(), lr_d)
+    out = gen.output
 
     def amp():
         return torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16")
@@ -65,29 +67,23 @@ def hand_loop(gen, disc, batches, precision: str, device: Any, d_every: int = 1)
     for step, (x, y) in enumerate(batches):
         with amp():
             logits = gen(x)
-        if step % d_every:  # segcli's default runs the GAN part on every d_every-th step only
-            loss = segmentation_loss(logits, y)
-            opt_g.zero_grad()
-            loss.backward()
-            opt_g.step()
-            n_img += x.shape[0]
-            continue
-        probs = probabilities(logits.float())
-        real = F.one_hot(y.clamp(max=probs.shape[1] - 1), probs.shape[1]).permute(0, 3, 1, 2).float()
-        opt_d.zero_grad()
-        with amp():
-            pred = disc(torch.cat([torch.cat([x, real], 1), torch.cat([x, probs.detach()], 1)]))
-        pr, pf = pred.float().chunk(2)
-        ((pr - 1).pow(2).mean() + pf.pow(2).mean()).backward()
-        opt_d.step()
-        disc.requires_grad_(False)
-        with amp():
-            adv = (disc(torch.cat([x, probs], 1)).float() - 1).pow(2).mean()
-        loss = segmentation_loss(logits, y) + 0.01 * adv
+        loss = segmentation_loss(logits, y)
+        if step % d_every == 0:  # the D step and G's term, on every d_every-th step as segcli runs them
+            probs = out.probabilities(logits.float())
+            wrong = (out.labels(logits.detach().float()) != y).float()
+            with amp():
+                d_logit = judge(x, probs.detach())
+            opt_d.zero_grad()
+            F.binary_cross_entropy_with_logits(d_logit.float()[:, 0], wrong).backward()
+            opt_d.step()
+            judge.requires_grad_(False)
+            with amp():
+                err = torch.sigmoid(judge(x, probs).float())
+            loss = loss + weight * (err * err).mean()
         opt_g.zero_grad()
         loss.backward()
         opt_g.step()
-        disc.requires_grad_(True)
+        judge.requires_grad_(True)
         n_img += x.shape[0]
     sync(device)
     return n_img / (time.perf_counter() - t)
@@ -105,7 +101,9 @@ def main() -> None:
 
     from segcli.config import DataInfo, ModelConfig, TrainConfig
     from segcli.train.engine import train
-    from segcli.models import build_discriminator, build_generator
+    from segcli.models import build_generator
+    from segcli.models.estimator import build_estimator
+    from segcli.train.resolve import gan_defaults
 
     dev = torch.device(a.device)
     bs = a.batch_size
@@ -122,17 +120,17 @@ def main() -> None:
     torch.manual_seed(0)
     info = DataInfo(num_classes=2, in_channels=1, binary=True)
     gen = build_generator(ModelConfig(), info).to(dev, memory_format=torch.channels_last)
-    disc = build_discriminator(ModelConfig(), info).to(dev, memory_format=torch.channels_last)
+    judge = build_estimator(1, 2, True).to(dev, memory_format=torch.channels_last)
     batches = [(torch.randn(bs, 1, 256, 256, device=dev).contiguous(memory_format=torch.channels_last),
                 torch.randint(0, 2, (bs, 256, 256), device=dev)) for _ in range(steps_per_epoch * len(rows))]
-    d_every = cfg.d_every
-    hand_loop(gen, disc, batches[:2], a.precision, dev, d_every)  # warm-up
-    hand_ips = hand_loop(gen, disc, batches, a.precision, dev, d_every)
+    weight, d_every, lr_d = gan_defaults(cfg.gan)  # what the default --gan resolves to
+    hand_loop(gen, judge, batches[:2], a.precision, dev, d_every, weight, lr_d)  # warm-up
+    hand_ips = hand_loop(gen, judge, batches, a.precision, dev, d_every, weight, lr_d)
 
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as fc:
-        hand_loop(gen, disc, batches[:d_every], "32", dev, d_every)
+        hand_loop(gen, judge, batches[:d_every], "32", dev, d_every, weight, lr_d)
     flops_per_img = fc.get_total_flops() / bs / d_every  # the mean step: one GAN step per d_every
     peak = matmul_peak(torch.bfloat16 if a.precision == "bf16" else torch.float32, dev)
     print(f"| measure ({a.precision}, {a.device}, patch 256, batch {bs}, D every {d_every} steps) | value |")
@@ -140,7 +138,7 @@ def main() -> None:
     print(f"| hand-written loop, images/s | {hand_ips:.2f} |")
     print(f"| segcli training epoch, images/s | {segcli_ips:.2f} |")
     print(f"| segcli / hand loop | {segcli_ips / hand_ips:.1%} |")
-    print(f"| step GFLOP per image (G+D, fwd+bwd) | {flops_per_img / 1e9:.1f} |")
+    print(f"| step GFLOP per image (G + flaw D, fwd+bwd, mean step) | {flops_per_img / 1e9:.1f} |")
     print(f"| achieved GFLOP/s (segcli) | {segcli_ips * flops_per_img / 1e9:.0f} |")
     print(f"| {a.precision} matmul peak GFLOP/s | {peak / 1e9:.0f} |")
     print(f"| utilisation | {segcli_ips * flops_per_img / peak:.1%} |")
