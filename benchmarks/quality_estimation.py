@@ -211,6 +211,8 @@ def table(res: dict[str, Any]) -> list[dict[str, Any]]:
     acc = np.array([r["accuracy_true"] for r in test])
     rows = []
     for label, feat, pmap, how in CANDIDATES:
+        if pmap == "-D" and not np.any(pix[pmap]):  # no real/fake D in this run (--gan flaw or none)
+            continue
         raw = np.array([r[feat] for r in test])
         if how == "fit":
             c = fit_ridge(val, [r["quality"] for r in val], (feat,))

@@ -279,6 +279,7 @@ def run_predict(
             if p == until:
                 return
             writer.submit(lambda p=p: files.skipped(p), p)
+            report(writer.ready())  # a resumed run skips thousands: drained as they go, the queue stays short
 
     channels = predictor.info.in_channels
 
