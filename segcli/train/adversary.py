@@ -25,7 +25,7 @@ from segcli.models import OutputSpec, class_probabilities
 from segcli.models.estimator import WIDTH, build_estimator
 from segcli.train.distributed import Context
 from segcli.train.estimator import WEIGHT_DECAY, store_calibration
-from segcli.train.gan import (StepSettings, adversarial_term, discriminator_step, flaw_step, flaw_term)
+from segcli.train.gan import StepSettings, adam, adversarial_term, discriminator_step, flaw_step, flaw_term
 from segcli.train.parts import Losses, Part, Run, Step
 from segcli.train.schedule import lr_at, set_lr
 
@@ -45,7 +45,7 @@ class RealFakeDiscriminator(Part):
     def __init__(self, disc: nn.Module, cfg: TrainConfig, settings: StepSettings, precision: Precision) -> None:
         self.module, self.module_t = disc, disc  # module_t: DDP-wrapped under torchrun
         self.cfg, self.settings, self.autocast, self.scaler = cfg, settings, precision.autocast, precision.scaler()
-        self.opt = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=(0.5, 0.999))
+        self.opt = adam(disc.parameters(), decoupled=False, lr=cfg.lr_d, betas=(0.5, 0.999))
 
     def modules(self) -> dict[str, nn.Module]:
         return {"discriminator": self.module}
@@ -112,7 +112,7 @@ class QualityJudge(Part):
         self.module = build_estimator(in_channels, num_classes, output.binary, width).to(
             device, memory_format=torch.channels_last)
         self.module_t = self.module
-        self.opt = torch.optim.AdamW(self.module.parameters(), lr=lr, weight_decay=WEIGHT_DECAY)
+        self.opt = adam(self.module.parameters(), lr=lr, weight_decay=WEIGHT_DECAY)
         self.keep = cfg.quality  # ship it in the model files (and calibrate it)
 
     @property

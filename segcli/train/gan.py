@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +50,18 @@ def real_mask(labels: torch.Tensor, fake: torch.Tensor, tau: float) -> torch.Ten
     rest = fake * (1 - y_true) / (1 - p_true).clamp(min=1e-6)
     scaled = oh * y_true + (1 - oh) * rest
     return torch.where(valid, scaled, fake)
+
+
+def adam(params: Iterable[nn.Parameter], decoupled: bool = True, **kw: Any) -> torch.optim.Optimizer:
+    """AdamW (`decoupled=False`: Adam) with torch's fused kernel where it has one for these
+    parameters (the CPU since torch 2.4, CUDA): one kernel over every tensor instead of a loop over
+    them, half the optimizer's time on a 2-core CPU (`benchmarks/train_levers.py`)."""
+    params = list(params)
+    cls = torch.optim.AdamW if decoupled else torch.optim.Adam
+    try:
+        return cls(params, fused=True, **kw)
+    except (RuntimeError, TypeError, ValueError):  # an older torch, or a device without the kernel
+        return cls(params, **kw)
 
 
 def optimizer_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScaler]) -> None:

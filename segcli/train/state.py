@@ -27,7 +27,7 @@ from segcli.errors import UserError
 from segcli.train import compile as compiling, distributed, safety
 from segcli.train.adversary import FlawDiscriminator, QualityJudge, RealFakeDiscriminator
 from segcli.train.ema import EmaPart, ModelEMA, build_ema
-from segcli.train.gan import StepSettings
+from segcli.train.gan import StepSettings, adam
 from segcli.train.parts import Part
 from segcli.train.loaders import build_loaders, load_datasets
 from segcli.train.resolve import check_options, resolve
@@ -143,7 +143,7 @@ def setup(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, resume:
     seed_everything(cfg.seed)
     train_dl, val_dl = build_loaders(cfg, info, datasets, prep, ctx)
     gen = _generator(cfg, mcfg, info, ctx, resume)
-    opt_g = torch.optim.AdamW(gen.parameters(), lr=cfg.lr_g, weight_decay=cfg.weight_decay)
+    opt_g = adam(gen.parameters(), lr=cfg.lr_g, weight_decay=cfg.weight_decay)
     train_pixels = class_pixel_counts(MaskStats(pixels=prep.train_pixels), info)
     class_weights = resolve_class_weights(cfg.class_weights, train_pixels, info.num_classes)
     settings = StepSettings(cfg.gan, cfg.label_smoothing, cfg.onehot_tau, class_weights,

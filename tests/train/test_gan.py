@@ -11,7 +11,7 @@ from segcli.data import IGNORE
 from segcli.models import build_discriminator, build_generator, class_probabilities
 from segcli.models import OutputSpec
 from segcli.models.estimator import build_estimator
-from segcli.train.gan import (StepSettings, adversarial_term, discriminator_step, flaw_step, flaw_target, flaw_term,
+from segcli.train.gan import (StepSettings, adam, adversarial_term, discriminator_step, flaw_step, flaw_target, flaw_term,
                               generator_step, real_mask)
 from segcli.train.losses import adversarial_loss, segmentation_loss
 
@@ -125,3 +125,21 @@ def test_ramp_by_epochs_or_over_the_first_quarter_of_the_run() -> None:
     assert ramp(0, 0.0, 0.0) == 1.0  # no warm-up
     assert ramp(4, 1.0, 0.9) == 0.25 and ramp(4, 6.0, 0.1) == 1.0  # epochs: progress does not matter
     assert ramp(-1, 50.0, 0.125) == 0.5 and ramp(-1, 0.0, 0.3) == 1.0  # auto: a quarter of the run
+
+
+@pytest.mark.parametrize("decoupled", [True, False])
+def test_adam_takes_the_fused_kernel_and_steps_as_the_loop_does(decoupled: bool) -> None:
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(8, 4), torch.nn.Linear(8, 4)
+    b.load_state_dict(a.state_dict())
+    fast = adam(a.parameters(), decoupled=decoupled, lr=1e-2, weight_decay=0.01)
+    loop = (torch.optim.AdamW if decoupled else torch.optim.Adam)(b.parameters(), lr=1e-2, weight_decay=0.01)
+    assert fast.defaults.get("fused") is True  # the CPU has the fused kernel in every torch we install
+    x, start = torch.randn(16, 8), [p.detach().clone() for p in a.parameters()]
+    for _ in range(5):
+        for net, opt in ((a, fast), (b, loop)):
+            opt.zero_grad()
+            net(x).square().mean().backward()
+            opt.step()
+    for p, q, p0 in zip(a.parameters(), b.parameters(), start):
+        assert torch.allclose(p, q, atol=1e-6) and not torch.allclose(p, p0)  # moved, and alike
