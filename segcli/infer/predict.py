@@ -29,6 +29,8 @@ from segcli.infer.pipeline import Segmented, Writer, prefetch, segment_stream
 from segcli.infer.resume import OutputFolder, Outputs, Record, error_path, overlay_path, probs_path
 from segcli.visualize import overlay, palette
 
+SKIPPED_QUEUE = 64  # results of skipped inputs that may wait in the writer's queue before it is drained
+
 
 @dataclass
 class PredictResult:
@@ -279,7 +281,8 @@ def run_predict(
             if p == until:
                 return
             writer.submit(lambda p=p: files.skipped(p), p)
-            report(writer.ready())  # a resumed run skips thousands: drained as they go, the queue stays short
+            # a resumed run skips thousands in a row: drained as they go, the writer's queue stays short
+            report(writer.ready(wait=len(writer.pending) >= SKIPPED_QUEUE))
 
     channels = predictor.info.in_channels
 

@@ -161,3 +161,30 @@ def test_progress_on_a_terminal_shows_images_per_second_and_eta(monkeypatch: pyt
     assert "4/4" in text and "images/s" in text and "ETA" in text, text
     monkeypatch.setattr(console, "_err", Console(file=io.StringIO(), force_terminal=False))
     assert console.PredictProgress(4).progress is None  # not a terminal: no bar
+
+
+def test_a_resumed_run_reports_its_skipped_inputs_as_it_goes(trained_binary: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thousands of done inputs must not pile up in the writer's queue (it scans the queue on every
+    submit: a queue as long as the inputs made a resumed 100k run quadratic)."""
+    from segcli.infer import pipeline
+    from segcli.infer.predict import SKIPPED_QUEUE
+
+    images, out = _many(tmp_path / "imgs", 200, size=16), tmp_path / "out"
+    cmd = ["predict", images, "-o", out, "--json"]
+    first = run_cli(cmd, cwd=trained_binary)
+    assert first.code == 0, first.err
+    (out / "im0180.png").unlink()  # one input left to do, after a long run of done ones
+    longest = [0]
+    submit = pipeline.Writer.submit
+
+    def watched(self: pipeline.Writer, job, tag) -> None:  # type: ignore[no-untyped-def]
+        longest[0] = max(longest[0], len(self.pending))
+        submit(self, job, tag)
+
+    monkeypatch.setattr(pipeline.Writer, "submit", watched)
+    r = run_cli(cmd, cwd=trained_binary)
+    assert r.code == 0, r.err
+    lines = _lines(r.out)
+    assert len(lines) == 200 and sum(d["skipped"] for d in lines) == 199
+    assert longest[0] <= SKIPPED_QUEUE < 180, f"{longest[0]} results waited in the writer's queue"
