@@ -140,7 +140,7 @@ def test_pseudo_labels_keep_only_confident_pixels_and_the_term_learns_from_them(
     loss, out = consistency_loss(g, g, x, ConsistencySettings(threshold=1.01))
     assert float(loss.detach()) == 0.0 and float(out["semi_share"]) == 0.0  # nothing confident: nothing taught
     loss, out = consistency_loss(g, g, x, ConsistencySettings(threshold=0.0, weight=2.0))
-    assert float(loss) > 0 and float(out["semi_share"]) == 1.0
+    assert float(loss.detach()) > 0 and float(out["semi_share"]) == 1.0
     loss.backward()
     assert all(p.grad is not None for p in g.parameters() if p.requires_grad)
 
