@@ -86,12 +86,15 @@ class Writer:
         self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="segcli-write")
         self.max_pending = max(1, max_pending)
         self.pending: deque[tuple[Any, Future[Any]]] = deque()
+        self.running: set[Future[Any]] = set()  # not the whole queue: finished jobs wait there for ready()
 
     def submit(self, job: Callable[[], R], tag: Any) -> None:
-        running = [f for _, f in self.pending if not f.done()]
-        if len(running) >= self.max_pending:  # bound the memory that queued outputs hold
-            wait(running, return_when=FIRST_COMPLETED)
-        self.pending.append((tag, self.pool.submit(job)))
+        if len(self.running) >= self.max_pending:  # bound the memory that queued outputs hold
+            wait(list(self.running), return_when=FIRST_COMPLETED)
+        fut = self.pool.submit(job)
+        self.running.add(fut)
+        fut.add_done_callback(self.running.discard)
+        self.pending.append((tag, fut))
 
     def ready(self, wait: bool = False) -> Iterator[tuple[Any, Any]]:
         while self.pending and (wait or self.pending[0][1].done()):
