@@ -107,6 +107,7 @@ class TrainConfig:
     semi_start: float = -1.0
     pretrained: bool = False
     weights: Optional[str] = None
+    init: Optional[str] = None  # start from this checkpoint's weights (a new run: fresh optimizer and schedule)
     workers: int = -1  # -1: auto (0 on the CPU, where loading shares the cores; up to 4 beside a GPU)
     sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch
     cache: bool = True

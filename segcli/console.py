@@ -69,6 +69,8 @@ class TrainProgress:
              f"device {meta['device']}, "
              f"precision {meta['precision']}{resumed}")
         info(f"run folder: {meta['run_dir']}")
+        if meta.get("init"):
+            info(f"starting from {meta['init']['from']} ({', '.join(meta['init']['loaded'])})")
         if self.live:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

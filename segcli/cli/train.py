@@ -37,6 +37,7 @@ def train(
     encoder: str = typer.Option(_M.encoder, help="Generator encoder: auto (resnet18; unet when --base-channels/--depth are given) | unet | resnet18 | resnet34 | resnet50."),
     pretrained: bool = typer.Option(_T.pretrained, "--pretrained", help="ImageNet weights for a ResNet encoder (torchvision download/cache)."),
     weights: Optional[str] = typer.Option(None, help="Local state-dict file of ImageNet weights for a ResNet encoder (offline)."),
+    init: Optional[str] = typer.Option(None, "--init", help="Start from a trained model's weights (a .pt or a run folder: its best.pt) as a new run: fresh optimizer, schedule and budget, the checkpoint's architecture. For training again after more images were labelled; --resume continues an unfinished run instead.", show_default=False),
     base_channels: int = typer.Option(_M.base_channels, help="U-Net width at full resolution."),
     depth: int = typer.Option(_M.depth, help="U-Net depth (number of downsamplings)."),
     decoder_channels: Optional[str] = typer.Option(None, help="Decoder block widths, deepest first, e.g. 128,64,32,16,16 (default: the encoder's own)."),
@@ -72,12 +73,15 @@ def train(
 ) -> None:
     """Train a GAN segmentation model; writes runs/train/NAME with weights, metrics.csv and plots."""
     from segcli.console import info, out
+    from segcli.errors import UserError
     from segcli.ranks import is_main_process
     from segcli.train.resolve import resume_state
 
     apply_quiet(quiet)
     params, rest = merge_config(ctx, dict(ctx.params), config)
     params.pop("quiet", None)
+    if params["resume"] and params.get("init"):
+        raise UserError("--resume continues a run, --init starts a new one from a checkpoint's weights; pass one of them")
     if params.pop("resume"):
         cfg, mcfg, state = resume_state(params["data"], params["project"])
         if state is None:

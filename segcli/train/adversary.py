@@ -28,6 +28,7 @@ from segcli.train.estimator import WEIGHT_DECAY, store_calibration
 from segcli.train.gan import StepSettings, adam, adversarial_term, discriminator_step, flaw_step, flaw_term
 from segcli.train.parts import Losses, Part, Run, Step
 from segcli.train.schedule import lr_at, set_lr
+from segcli.train.warmstart import load_weights
 
 
 JUDGE_LR = 2e-3  # the judge beside a real/fake D (AdamW, on the generator's schedule)
@@ -94,6 +95,9 @@ class RealFakeDiscriminator(Part):
         if ckpt.opt_d is not None:
             self.opt.load_state_dict(ckpt.opt_d)
 
+    def warm_start(self, ckpt: Checkpoint) -> list[str]:
+        return ["discriminator"] if load_weights(self.module, ckpt.discriminator) else []
+
     def epoch_columns(self) -> dict[str, Any]:
         return {"lr_d": self.opt.param_groups[0]["lr"]}
 
@@ -151,6 +155,9 @@ class QualityJudge(Part):
         opt_state = getattr(ckpt, self._opt_field)
         if opt_state is not None:
             self.opt.load_state_dict(opt_state)
+
+    def warm_start(self, ckpt: Checkpoint) -> list[str]:  # the flaw D and the judge are one architecture
+        return list(self.modules()) if load_weights(self.module, ckpt.estimator) else []
 
     def finish(self, run: Run) -> None:
         run.ctx.average_buffers(self.module)  # every process takes part; rank 0 calibrates and saves

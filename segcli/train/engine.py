@@ -291,7 +291,7 @@ def _start(run: Run, cb: Callbacks) -> None:
     world = f" x {run.ctx.world} processes" if run.ctx.enabled else ""
     cb.on_start({"run_dir": run.run_dir, "device": describe(run.device) + world, "precision": run.precision.name,
                  "train": run.data_summary["train_images"], "val": run.data_summary["val_images"], "info": run.info,
-                 "img_size": run.cfg.img_size, "start_epoch": run.start_epoch,
+                 "img_size": run.cfg.img_size, "start_epoch": run.start_epoch, "init": run.data_summary.get("init"),
                  "config": {"train": to_dict(run.cfg), "model": to_dict(run.mcfg), "data_info": to_dict(run.info)}})
 
 

@@ -74,6 +74,11 @@ class Part:
     def restore(self, ckpt: Checkpoint, run: Run) -> None:
         """Continue from a last.pt (the run's weights and history are restored already)."""
 
+    def warm_start(self, ckpt: Checkpoint) -> list[str]:
+        """--init: load the part's networks from another run's checkpoint where they fit (weights
+        only); the names of those loaded."""
+        return []
+
     def after_validation(self, run: Run, epoch: int, fit: float, improved: bool) -> bool:
         """React to a validation; True restarts --patience."""
         return False

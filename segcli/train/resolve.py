@@ -129,6 +129,8 @@ def check_options(cfg: TrainConfig, mcfg: ModelConfig) -> None:
         _number("ignore_index", cfg.ignore_index, 0, 65535)
     if cfg.bands:
         parse_bands(cfg.bands)
+    if cfg.init and (cfg.pretrained or cfg.weights):
+        raise UserError("--init starts from a segcli checkpoint's weights; leave out --pretrained/--weights")
     resolve_logger(cfg.logger)  # an unknown name, or a logger whose package is missing: exit 2 now
     _check_model(mcfg)
     if cfg.unlabeled and not Path(cfg.unlabeled).is_dir():

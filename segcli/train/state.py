@@ -24,7 +24,7 @@ from segcli.device import Precision, select_precision
 from segcli.models import build_discriminator, build_generator
 from segcli.runs import new_run_dir, parse_duration
 from segcli.errors import UserError
-from segcli.train import compile as compiling, distributed, safety
+from segcli.train import compile as compiling, distributed, safety, warmstart
 from segcli.train.adversary import FlawDiscriminator, QualityJudge, RealFakeDiscriminator
 from segcli.train.ema import EmaPart, ModelEMA, build_ema
 from segcli.train.gan import StepSettings, adam
@@ -130,19 +130,24 @@ def setup(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, resume:
     `started`: when the command began; the --time budget counts from then.
     """
     check_options(cfg, mcfg)
+    init = warmstart.load_init(cfg.init) if cfg.init and resume is None else None
+    mcfg = warmstart.model_config(init, mcfg) if init is not None else mcfg
     budget = parse_duration(cfg.time) if cfg.time else None
     clock = Clock(budget, resume.elapsed if resume is not None else 0.0, ctx.agree, started)
     precision = select_precision(cfg.precision, ctx.device)
     prep = prepare(cfg.data, cfg.val_split, cfg.seed, cfg.ignore_index)
-    datasets = load_datasets(cfg, resume.data if resume is not None else prep.info, prep)
-    stats = channel_stats(datasets.train) if resume is None else None  # a resumed run keeps its statistics
+    base = resume.data if resume is not None else prep.info
+    base = warmstart.data_info(init, base, cfg.data) if init is not None else base
+    datasets = load_datasets(cfg, base, prep)
+    # a resumed run, or one started from other weights, keeps the statistics those weights expect
+    stats = channel_stats(datasets.train) if resume is None and init is None else None
     r = resolve(cfg, mcfg, datasets.train.info, prep.train_sizes, ctx.device.type, stats)
     cfg, mcfg, info = r.train, r.model, r.data
     if ctx.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed patch size: pick the fastest conv algorithms once
     seed_everything(cfg.seed)
     train_dl, val_dl = build_loaders(cfg, info, datasets, prep, ctx)
-    gen = _generator(cfg, mcfg, info, ctx, resume)
+    gen = _generator(cfg, mcfg, info, ctx, resume, init)
     opt_g = adam(gen.parameters(), lr=cfg.lr_g, weight_decay=cfg.weight_decay)
     train_pixels = class_pixel_counts(MaskStats(pixels=prep.train_pixels), info)
     class_weights = resolve_class_weights(cfg.class_weights, train_pixels, info.num_classes)
@@ -156,6 +161,8 @@ def setup(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, resume:
         run_dir = ctx.share(new_run_dir(cfg.project, cfg.name, cfg.exist_ok) if ctx.main else None)
     ema = build_ema(gen, cfg.ema)
     parts = _parts(cfg, mcfg, info, ctx, precision, settings, gen, ema)
+    if init is not None:  # EMA above already starts from G's loaded weights
+        summary["init"] = {"from": init.where, "loaded": ["generator", *(n for p in parts for n in p.warm_start(init))]}
     clock.calibration = cfg.quality
     run = Run(cfg, mcfg, info, ctx, guard, precision, clock, gen, gen, opt_g, precision.scaler(), settings,
               train_dl, val_dl, parts, ema, run_dir, summary, tracker=BestTracker(cfg.patience))
@@ -194,8 +201,10 @@ def _parts(cfg: TrainConfig, mcfg: ModelConfig, info: DataInfo, ctx: distributed
 
 
 def _generator(cfg: TrainConfig, mcfg: ModelConfig, info: DataInfo, ctx: distributed.Context,
-               resume: Optional[Checkpoint]) -> torch.nn.Module:
+               resume: Optional[Checkpoint], init: Optional[Checkpoint] = None) -> torch.nn.Module:
     gen = build_generator(mcfg, info)
+    if init is not None:  # the weights users got from that run (best.pt's: the moving average when it won)
+        gen.load_state_dict(init.generator)
     if (cfg.pretrained or cfg.weights) and resume is None:
         if not hasattr(gen.encoder, "load_imagenet"):
             raise UserError(f"--pretrained/--weights need a ResNet encoder; '{mcfg.encoder}' trains from scratch")

@@ -112,3 +112,19 @@ def test_bad_options_exit_2_with_one_line(args: list, needle: str, binary_data: 
 def test_explicit_zero_epochs_is_an_error(binary_data: Path, tmp_path: Path) -> None:
     r = run_cli(["train", binary_data, "--epochs", "0", *TINY], cwd=tmp_path)  # the default stays automatic
     assert r.code == 2 and "--epochs 0: must be at least 1" in r.err and not (tmp_path / "runs").exists()
+
+
+def test_train_init_starts_a_new_run_from_a_run_folder(binary_data: Path, tmp_path: Path) -> None:
+    assert run_cli(["train", binary_data, "--epochs", "1", *TINY], cwd=tmp_path).code == 0
+    r = run_cli(["train", binary_data, "--epochs", "1", "--init", "runs/train/exp", "--precision", "32",
+                 "--batch-size", "4", "--img-size", "32"], cwd=tmp_path)
+    assert r.code == 0, r.err
+    assert r.out.strip() == str(Path("runs/train/exp2")) and "starting from runs/train/exp/weights/best.pt" in r.err
+    cfg = yaml.safe_load((tmp_path / "runs/train/exp2/config.yaml").read_text())
+    assert cfg["train"]["init"] == "runs/train/exp" and cfg["model"]["base_channels"] == 4  # the checkpoint's
+    assert [row["epoch"] for row in _rows(tmp_path / "runs/train/exp2")] == ["1"]  # a new schedule, from epoch 1
+
+
+def test_train_init_with_resume_is_a_one_line_error(binary_data: Path, tmp_path: Path) -> None:
+    r = run_cli(["train", "runs/train/exp", "--resume", "--init", "runs/train/exp"], cwd=tmp_path)
+    assert r.code == 2 and "pass one of them" in r.err and len(r.err.strip().splitlines()) == 1
