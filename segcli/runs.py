@@ -34,6 +34,11 @@ def default_model(project: str | Path = "runs/train") -> Path:
     run = latest_run(project)
     if run is None:
         raise UserError(f"no trained model under {project}/; pass --model PATH or train one with `segcli train DATA`")
+    return model_file(run)
+
+
+def model_file(run: Path) -> Path:
+    """A run folder's model: weights/best.pt, else (before its first best) weights/last.pt."""
     best = run / "weights" / "best.pt"
     return best if best.is_file() else run / "weights" / "last.pt"
 

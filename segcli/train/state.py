@@ -136,8 +136,8 @@ def setup(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, resume:
     clock = Clock(budget, resume.elapsed if resume is not None else 0.0, ctx.agree, started)
     precision = select_precision(cfg.precision, ctx.device)
     prep = prepare(cfg.data, cfg.val_split, cfg.seed, cfg.ignore_index)
-    base = resume.data if resume is not None else prep.info
-    base = warmstart.data_info(init, base, cfg.data) if init is not None else base
+    base = prep.info if init is None else warmstart.data_info(init, prep.info, cfg.data)
+    base = resume.data if resume is not None else base
     datasets = load_datasets(cfg, base, prep)
     # a resumed run, or one started from other weights, keeps the statistics those weights expect
     stats = channel_stats(datasets.train) if resume is None and init is None else None

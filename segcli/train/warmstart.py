@@ -18,14 +18,12 @@ import torch
 from segcli.checkpoint import Checkpoint
 from segcli.config import DataInfo, ModelConfig
 from segcli.errors import UserError
+from segcli.runs import model_file
 
 
 def load_init(path: str) -> Checkpoint:
     """The checkpoint behind --init: a .pt file, or a run folder (its best.pt, else last.pt)."""
-    p = Path(path)
-    if p.is_dir():
-        weights = p / "weights"
-        p = weights / "best.pt" if (weights / "best.pt").is_file() else weights / "last.pt"
+    p = model_file(Path(path)) if Path(path).is_dir() else Path(path)
     if not p.is_file():
         raise UserError(f"--init {path}: no checkpoint there; pass a .pt file or a run folder (runs/train/exp)")
     return Checkpoint.load(p)
@@ -36,7 +34,7 @@ def model_config(init: Checkpoint, asked: ModelConfig) -> ModelConfig:
     default = ModelConfig()
     for f in fields(ModelConfig):
         mine, theirs = getattr(asked, f.name), getattr(init.model, f.name)
-        if mine != getattr(default, f.name) and mine != theirs and not (f.name == "encoder" and mine == "auto"):
+        if mine != getattr(default, f.name) and mine != theirs:
             option = "--" + f.name.replace("_", "-")
             raise UserError(f"--init {init.where}: the architecture comes from the checkpoint ({f.name} {theirs}); "
                             f"leave out {option} {mine}, or train from scratch without --init")
