@@ -44,7 +44,7 @@ def main() -> None:
     from segcli.device import select_precision
     from segcli.models import build_discriminator, build_generator, class_probabilities
     from segcli.models.estimator import build_estimator
-    from segcli.train.gan import (StepSettings, adversarial_term, discriminator_step, flaw_step, flaw_term,
+    from segcli.train.gan import (StepSettings, adversarial_term, discriminator_step, flaw_inputs, flaw_step, flaw_term,
                                   generator_step)
     from segcli.train.resolve import gan_defaults
 
@@ -76,10 +76,13 @@ def main() -> None:
         flaw_step(e, oe, x, logits, y, g.output, cast)
         generator_step(og, logits, y, s, [])
 
-    def g_flaw() -> None:
-        logits = forward()
-        flaw_step(e, oe, x, logits, y, g.output, cast)
-        generator_step(og, logits, y, s, [0.1 * flaw_term(e, x, logits, g.output, cast)])
+    def g_flaw(once: bool) -> Callable[[], None]:
+        def step() -> None:  # once: D's inputs computed once for its update and G's term (as training does)
+            logits = forward()
+            inputs = flaw_inputs(e, x, logits, g.output, cast) if once else None
+            flaw_step(e, oe, x, logits, y, g.output, cast, inputs=inputs)
+            generator_step(og, logits, y, s, [0.1 * flaw_term(e, x, logits, g.output, cast, inputs)])
+        return step
 
     def g_real_fake(judge: bool) -> Callable[[], None]:
         def step() -> None:
@@ -92,7 +95,8 @@ def main() -> None:
 
     rows = [("G alone (--gan none --no-quality)", g_only, 1),
             ("G + judge beside it (--gan none)", g_judge, gan_defaults("none")[1]),
-            ("G + flaw D update and term (--gan flaw)", g_flaw, gan_defaults("flaw")[1]),
+            ("G + flaw D update and term, D's inputs computed twice", g_flaw(False), gan_defaults("flaw")[1]),
+            ("G + flaw D update and term (--gan flaw)", g_flaw(True), gan_defaults("flaw")[1]),
             ("G + real/fake D step and term", g_real_fake(False), gan_defaults("lsgan")[1]),
             ("G + real/fake D + judge (--gan lsgan)", g_real_fake(True), gan_defaults("lsgan")[1])]
     print(f"precision {precision.name}, batch {a.batch}, {a.size}x{a.size}, best of {a.reps}\n")

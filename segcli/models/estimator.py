@@ -15,7 +15,7 @@ than the baseline. Any input size: no padding, no fixed shapes (it exports to ON
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -71,17 +71,24 @@ class ErrorEstimator(nn.Module):
     def class_probs(self, probs: torch.Tensor) -> torch.Tensor:
         return torch.cat([1 - probs, probs], 1) if self.binary else probs
 
-    def forward(self, image: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    def inputs(self, image: torch.Tensor, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the layers read: (image, class probabilities, their statistics) stacked; the statistics."""
         p = self.class_probs(probs.float())
         st = pixel_stats(p, self.k)
-        z = torch.cat([image.to(p.dtype), p, st], 1)
+        return torch.cat([image.to(p.dtype), p, st], 1), st
+
+    def forward(self, image: torch.Tensor, probs: Optional[torch.Tensor],
+                inputs: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
+        """`inputs`: `self.inputs(image, probs)` computed already (then `probs` is not read): training
+        computes them once on a D step for D's update and G's term."""
+        z, st = self.inputs(image, probs) if inputs is None else inputs
         a = self.d1(z)
         b = self.d2(a)
         c = self.d3(b)
         u = self.u2(torch.cat([_up(c, b), b], 1))
         u = self.u1(torch.cat([_up(u, a), a], 1))
         half = self.head(torch.cat([u, st[:, :, ::2, ::2]], 1))
-        return _up(half, image).float() + self.skip(st)
+        return _up(half, st).float() + self.skip(st)
 
 
 def build_estimator(in_channels: int, num_classes: int, binary: bool, width: int = WIDTH) -> Any:

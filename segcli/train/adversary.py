@@ -25,7 +25,8 @@ from segcli.models import OutputSpec, class_probabilities
 from segcli.models.estimator import WIDTH, build_estimator
 from segcli.train.distributed import Context
 from segcli.train.estimator import WEIGHT_DECAY, store_calibration
-from segcli.train.gan import StepSettings, adam, adversarial_term, discriminator_step, flaw_step, flaw_term
+from segcli.train.gan import (StepSettings, adam, adversarial_term, discriminator_step, flaw_inputs, flaw_step,
+                             flaw_term)
 from segcli.train.parts import Losses, Part, Run, Step
 from segcli.train.schedule import lr_at, set_lr
 from segcli.train.warmstart import load_weights
@@ -180,10 +181,20 @@ class FlawDiscriminator(QualityJudge):
     def start_epoch(self, epoch: int) -> None:
         self.module.train()
 
+    def update(self, step: Step) -> Losses:
+        if not step.gan_now:
+            return {}
+        inputs = None
+        if step.adv_weight > 0:  # G's term follows: D's inputs once, for both
+            inputs = step.shared["flaw_inputs"] = flaw_inputs(self.module, step.image, step.logits, self.output,
+                                                              self.autocast)
+        return flaw_step(self.module_t, self.opt, step.image, step.logits, step.labels, self.output, self.autocast,
+                         self.scaler, self.loss_key, inputs)
+
     def generator_term(self, step: Step, gen: nn.Module) -> tuple[Optional[torch.Tensor], Losses]:
         if not step.gan_now or step.adv_weight <= 0:
             return None, {}
-        fc = flaw_term(self.module, step.image, step.logits, self.output, self.autocast)
+        fc = flaw_term(self.module, step.image, step.logits, self.output, self.autocast, step.shared.get("flaw_inputs"))
         return step.adv_weight * fc, {"g_adv": fc.detach()}
 
     def correction(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:

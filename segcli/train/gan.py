@@ -116,16 +116,32 @@ def flaw_target(logits: torch.Tensor, labels: torch.Tensor, output: OutputSpec) 
     return wrong, (labels != IGNORE).float()
 
 
+FlawInputs = tuple[torch.Tensor, torch.Tensor]  # ErrorEstimator.inputs: its stacked input and statistics
+
+
+def flaw_inputs(net: nn.Module, image: torch.Tensor, logits: torch.Tensor, output: OutputSpec,
+                autocast: Autocast = nullcontext) -> FlawInputs:
+    """The flaw detector's inputs from G's prediction, in G's graph: computed once on a D step, they
+    serve D's update (detached) and G's term (the same values either way; a tenth of the D pair's time)."""
+    net = getattr(net, "module", net)
+    with autocast():
+        return net.inputs(image, output.probabilities(logits.float()))
+
+
 def flaw_step(net: nn.Module, opt: torch.optim.Optimizer, image: torch.Tensor, logits: torch.Tensor,
               labels: torch.Tensor, output: OutputSpec, autocast: Autocast = nullcontext,
-              scaler: Optional[torch.amp.GradScaler] = None, key: str = "d_loss") -> dict[str, torch.Tensor]:
+              scaler: Optional[torch.amp.GradScaler] = None, key: str = "d_loss",
+              inputs: Optional[FlawInputs] = None) -> dict[str, torch.Tensor]:
     """Update the flaw detector on (image, G's detached probabilities) towards the true error map
     (binary cross-entropy over the labelled pixels). It never touches G's graph."""
     logits = logits.detach().float()
     wrong, valid = flaw_target(logits, labels, output)
     net.train()
     with autocast():
-        logit = net(image, output.probabilities(logits))
+        if inputs is None:
+            logit = net(image, output.probabilities(logits))
+        else:
+            logit = net(image, None, inputs=(inputs[0].detach(), inputs[1].detach()))
     bce = F.binary_cross_entropy_with_logits(logit.float()[:, 0], wrong, reduction="none")
     loss = (bce * valid).sum() / valid.sum().clamp(min=1.0)  # every process steps, even on an all-ignored crop
     optimizer_step(loss, opt, scaler)
@@ -133,12 +149,16 @@ def flaw_step(net: nn.Module, opt: torch.optim.Optimizer, image: torch.Tensor, l
 
 
 def flaw_term(net: nn.Module, image: torch.Tensor, logits: torch.Tensor, output: OutputSpec,
-              autocast: Autocast = nullcontext) -> torch.Tensor:
+              autocast: Autocast = nullcontext, inputs: Optional[FlawInputs] = None) -> torch.Tensor:
     """G's flaw correction (Ke et al. 2020): the mean squared error probability the frozen flaw
-    detector sees in G's own prediction; the gradient reaches G through its probabilities only."""
+    detector sees in G's own prediction; the gradient reaches G through its probabilities only
+    (`inputs`: flaw_inputs of these logits, already computed)."""
     net = getattr(net, "module", net)
     with frozen(net), autocast():
-        err = torch.sigmoid(net(image, output.probabilities(logits.float())).float())
+        if inputs is None:
+            err = torch.sigmoid(net(image, output.probabilities(logits.float())).float())
+        else:
+            err = torch.sigmoid(net(image, None, inputs=inputs).float())
     return (err * err).mean()
 
 

@@ -10,7 +10,7 @@ discriminators, the quality judge, the weights' moving average and the unlabeled
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import torch
@@ -35,6 +35,8 @@ class Step:
     logits: torch.Tensor  # G's prediction, still in G's graph (detach it to learn from it)
     adv_weight: float  # the adversarial weight, ramped in over the warm-up
     gan_now: bool  # a D step: every --d-every-th step
+    # what a part's update computed for its own generator term on this step (the flaw D's inputs)
+    shared: dict[str, Any] = field(default_factory=dict)
 
 
 class Part:

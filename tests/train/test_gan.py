@@ -11,8 +11,8 @@ from segcli.data import IGNORE
 from segcli.models import build_discriminator, build_generator, class_probabilities
 from segcli.models import OutputSpec
 from segcli.models.estimator import build_estimator
-from segcli.train.gan import (StepSettings, adam, adversarial_term, discriminator_step, flaw_step, flaw_target, flaw_term,
-                              generator_step, real_mask)
+from segcli.train.gan import (StepSettings, adam, adversarial_term, discriminator_step, flaw_inputs, flaw_step, flaw_target,
+                              flaw_term, generator_step, real_mask)
 from segcli.train.losses import adversarial_loss, segmentation_loss
 
 
@@ -112,6 +112,29 @@ def test_flaw_d_learns_the_error_map_and_g_learns_through_a_frozen_d() -> None:
     g.zero_grad(set_to_none=True)
     flaw_term(d, x, g(x), g.output).backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in g.parameters())
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_flaw_inputs_computed_once_give_the_same_update_and_term(binary: bool) -> None:
+    """Training computes D's inputs once for D's update and G's term: bit for bit what two passes give."""
+    import copy
+
+    k = 2 if binary else 3
+    info = DataInfo(num_classes=k, in_channels=1, binary=binary)
+    torch.manual_seed(0)
+    g, d = build_generator(ModelConfig(base_channels=4, depth=2), info), build_estimator(1, k, binary, 8)
+    x, y = torch.randn(2, 1, 32, 32), torch.randint(0, k, (2, 32, 32))
+    results = []
+    for shared in (False, True):
+        gs, ds = copy.deepcopy(g), copy.deepcopy(d)
+        opt_d = torch.optim.AdamW(ds.parameters(), 1e-2)
+        logits = gs(x)
+        inputs = flaw_inputs(ds, x, logits, gs.output) if shared else None
+        loss = flaw_step(ds, opt_d, x, logits, y, gs.output, inputs=inputs)["d_loss"]
+        term = flaw_term(ds, x, logits, gs.output, inputs=inputs)
+        term.backward()
+        results.append([loss, term, *[p.grad for p in gs.parameters()], *ds.parameters(), *ds.buffers()])
+    assert all(torch.equal(a, b) for a, b in zip(*results))
 
 
 def test_class_probabilities_of_a_binary_head_have_two_channels() -> None:
