@@ -10,6 +10,7 @@ Trains and scores, in one run and with the same wall-clock budget each:
 
     python benchmarks/quality.py                      # full budgets (6m ISBI, 8m CamVid): ~45 min
     python benchmarks/quality.py --short --skip-plain --seeds 0,1,2  # 2m / 4m vs the peer's 6m / 8m
+    python benchmarks/quality.py --short --skip-full --skip-plain --seeds 0,1,2  # only 2m / 4m vs the peer
     python benchmarks/quality.py --isbi-time 30s --camvid-time 30s   # smoke run
     python benchmarks/quality.py --only isbi --fp32   # ISBI, plus the defaults trained in fp32
     python benchmarks/quality.py --judges --skip-peer --seeds 0,1,2  # the flaw D (default) vs the seed's
@@ -44,7 +45,7 @@ def arms_of(a: argparse.Namespace, budget: str, short: str, binary: bool) -> lis
                 ("segcli --gan lsgan (real/fake D + judge)", budget, ["--gan", "lsgan"]),
                 ("segcli --gan none", budget, ["--gan", "none"]),
                 ("plain U-Net (--gan none --no-quality)", budget, ["--gan", "none", "--no-quality"])][:3 if a.skip_plain else 4]
-    arms = [("segcli defaults (GAN)", budget, [])]
+    arms = [] if a.short and a.skip_full else [("segcli defaults (GAN)", budget, [])]
     if a.short:
         arms.insert(0, (f"segcli defaults, {short}", short, []))
     if not a.skip_plain:
@@ -112,6 +113,8 @@ def main() -> None:
     ap.add_argument("--short", action="store_true", help="also segcli's defaults at the short budgets below")
     ap.add_argument("--isbi-short", default="2m", help="the short ISBI budget (a third of the peer's)")
     ap.add_argument("--camvid-short", default="4m", help="the short CamVid budget (half the peer's)")
+    ap.add_argument("--skip-full", action="store_true",
+                    help="with --short: leave out segcli at the full budget (the short run vs the peer only)")
     ap.add_argument("--skip-plain", action="store_true",
                     help="leave out the --gan none arm (with --judges: the plain U-Net arm)")
     ap.add_argument("--judges", action="store_true",
