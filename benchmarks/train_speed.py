@@ -3,10 +3,11 @@
 Both run the same generator and discriminator (segcli defaults: ResNet-18 U-Net, the flaw D on
 every 4th step) with the same batch size, patch size and precision. The hand loop gets its batches as ready-made
 tensors (no decoding, no augmentation); segcli runs its real engine (data loader, augmentation,
-D step + G step, loss bookkeeping, validation excluded). Also: achieved FLOP/s of the step vs a large bf16 matmul.
+D step + G step, loss bookkeeping, validation excluded), eager and with `--compile on` (Inductor,\ncold and warm on-disk cache). Also: achieved FLOP/s of the step vs a large bf16 matmul.
 
     python benchmarks/train_speed.py                 # ISBI train 0-19, patch 256, batch 4
     python benchmarks/train_speed.py --precision 32  # fp32
+    python benchmarks/train_speed.py --skip-compile  # without the `--compile on` epochs (~2 minutes less)
     python benchmarks/train_speed.py --device cuda --batch-size 16  # a GPU (bf16 autocast)
 """
 
@@ -14,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +92,20 @@ def hand_loop(gen, judge, batches, precision: str, device: Any, d_every: int, we
     return n_img / (time.perf_counter() - t)
 
 
+def segcli_epochs(cfg: Any, steps_per_epoch: int) -> tuple[float, float]:
+    """A segcli training run's steady images/s (epoch 1 excluded: it warms up oneDNN kernels, or
+    compiles) and how many seconds longer its first epoch took than the steady epochs' mean."""
+    from segcli.config import ModelConfig
+    from segcli.train.engine import train
+
+    result = train(cfg, ModelConfig())
+    with open(result.run_dir / "metrics.csv") as f:
+        seconds = [float(r["train_seconds"]) for r in csv.DictReader(f)]
+    steady = seconds[1:]
+    ips = steps_per_epoch * cfg.batch_size * len(steady) / sum(steady)
+    return ips, seconds[0] - sum(steady) / len(steady)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-root")
@@ -96,11 +113,11 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4, help="segcli epochs (the first is warm-up)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--skip-compile", action="store_true", help="leave out the `--compile on` epochs")
     a = ap.parse_args()
     import torch
 
     from segcli.config import DataInfo, ModelConfig, TrainConfig
-    from segcli.train.engine import train
     from segcli.models import build_generator
     from segcli.models.estimator import build_estimator
     from segcli.train.resolve import gan_defaults
@@ -109,21 +126,24 @@ def main() -> None:
     bs = a.batch_size
     work = Path(tempfile.mkdtemp(prefix="segcli-speed-"))
     data = isbi_split(data_root(a.data_root), work / "isbi")
-    cfg = TrainConfig(data=str(data), epochs=a.epochs, batch_size=bs, img_size=256, precision=a.precision,
-                      device=a.device, project=str(work / "runs"), name="speed")
-    result = train(cfg, ModelConfig())
-    with open(result.run_dir / "metrics.csv") as f:
-        rows = list(csv.DictReader(f))[1:]  # epoch 1 warms up oneDNN kernels
     steps_per_epoch = 20 // bs  # the loader drops the last partial batch
-    segcli_ips = sum(steps_per_epoch * bs for _ in rows) / sum(float(r["train_seconds"]) for r in rows)
-
+    base = TrainConfig(data=str(data), epochs=a.epochs, batch_size=bs, img_size=256, precision=a.precision,
+                       device=a.device, project=str(work / "runs"), name="speed", compile="off")
+    segcli_ips, _ = segcli_epochs(base, steps_per_epoch)
+    compiled: list[tuple[str, float, float]] = []
+    if not a.skip_compile:  # cold: an empty Inductor cache; warm: a second run over the same cache
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(work / "inductor")
+        for cache in ("cold", "warm"):
+            cfg = replace(base, compile="on", name=f"compiled-{cache}")
+            torch._dynamo.reset()  # in-memory caches gone, as in a new process; the disk cache stays
+            compiled.append((cache, *segcli_epochs(cfg, steps_per_epoch)))
     torch.manual_seed(0)
     info = DataInfo(num_classes=2, in_channels=1, binary=True)
     gen = build_generator(ModelConfig(), info).to(dev, memory_format=torch.channels_last)
     judge = build_estimator(1, 2, True).to(dev, memory_format=torch.channels_last)
     batches = [(torch.randn(bs, 1, 256, 256, device=dev).contiguous(memory_format=torch.channels_last),
-                torch.randint(0, 2, (bs, 256, 256), device=dev)) for _ in range(steps_per_epoch * len(rows))]
-    weight, d_every, lr_d = gan_defaults(cfg.gan)  # what the default --gan resolves to
+                torch.randint(0, 2, (bs, 256, 256), device=dev)) for _ in range(steps_per_epoch * (a.epochs - 1))]
+    weight, d_every, lr_d = gan_defaults(base.gan)  # what the default --gan resolves to
     hand_loop(gen, judge, batches[:2], a.precision, dev, d_every, weight, lr_d)  # warm-up
     hand_ips = hand_loop(gen, judge, batches, a.precision, dev, d_every, weight, lr_d)
 
@@ -138,6 +158,9 @@ def main() -> None:
     print(f"| hand-written loop, images/s | {hand_ips:.2f} |")
     print(f"| segcli training epoch, images/s | {segcli_ips:.2f} |")
     print(f"| segcli / hand loop | {segcli_ips / hand_ips:.1%} |")
+    for cache, ips, first_extra in compiled:
+        print(f"| segcli epoch, `--compile on`, {cache} cache: images/s (vs eager) | {ips:.2f} ({ips / segcli_ips:.2f}x) |")
+        print(f"| segcli `--compile on`, {cache} cache: first epoch's extra seconds (compilation) | {first_extra:.1f} |")
     print(f"| step GFLOP per image (G + flaw D, fwd+bwd, mean step) | {flops_per_img / 1e9:.1f} |")
     print(f"| achieved GFLOP/s (segcli) | {segcli_ips * flops_per_img / 1e9:.0f} |")
     print(f"| {a.precision} matmul peak GFLOP/s | {peak / 1e9:.0f} |")
