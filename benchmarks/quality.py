@@ -35,7 +35,8 @@ def row(name: str, seed: int, r: dict, binary: bool) -> str:
     per = r["per_class"]
     extra = f"{per[0]['dice']:.3f}" if binary else " ".join(f"{c['iou']:.2f}" if c["iou"] is not None else "-" for c in per)
     epochs = r.get("epochs") if r.get("epochs") is not None else "-"
-    return f"| {name} | {seed} | {r['mIoU']:.3f} | {r['pixel_accuracy']:.3f} | {extra} | {epochs} | {r['seconds']:.0f} |"
+    val = f"{r['val_mIoU']:.3f}" if r.get("val_mIoU") is not None else "-"
+    return f"| {name} | {seed} | {r['mIoU']:.3f} | {r['pixel_accuracy']:.3f} | {extra} | {epochs} | {r['seconds']:.0f} | {val} |"
 
 
 def arms_of(a: argparse.Namespace, budget: str, short: str, binary: bool) -> list[tuple[str, str, list[str]]]:
@@ -67,8 +68,8 @@ def dataset(a: argparse.Namespace, root: Path, work: Path, name: str) -> list[st
     title = ("**ISBI 2012 membranes** (train 0-19, val 20-23, test 24-29" if binary else
              "**CamVid-dev** (train/ minus every 10th image for selection; test = camvid-full/val minus camvid-dev/val, 67 images")
     lines = [f"{title}; budget {budget} unless given)", "",
-             f"| model | seed | test mIoU | pixel acc | {'membrane Dice' if binary else 'per-class IoU'} | epochs | seconds |",
-             "|---|---|---|---|---|---|---|"]
+             f"| model | seed | test mIoU | pixel acc | {'membrane Dice' if binary else 'per-class IoU'} | epochs | seconds | val mIoU |",
+             "|---|---|---|---|---|---|---|---|"]
     scores: dict[str, list[float]] = {}
     epochs: dict[str, list[int]] = {}
     for seed in a.seeds:

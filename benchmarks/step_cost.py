@@ -8,6 +8,7 @@ with the judge beside it (today's `--gan lsgan`). A D step runs on every `--d-ev
 the mean cost per step is G + (D-step extra) / d_every, printed for the defaults.
 
     python benchmarks/step_cost.py            # ~1 minute on a 2-core CPU
+    python benchmarks/step_cost.py --profile  # also: where a default D step's time goes, by kind of op
 """
 
 from __future__ import annotations
@@ -31,11 +32,41 @@ def best_of(f: Callable[[], None], reps: int) -> float:
     return min(times)
 
 
+# torch.profiler op names -> what they are in a training step (first match wins; the rest: "other")
+KINDS = [("convolution backward", ("convolution_backward",)),
+         ("convolution forward", ("convolution",)),
+         ("batch norm (fwd + bwd)", ("batch_norm",)),
+         ("casts and memory-format copies", ("_to_copy", "copy_", "contiguous", "clone", "to_dense")),
+         ("upsampling (fwd + bwd)", ("upsample",)),
+         ("optimizer (fused AdamW)", ("adam",)),
+         ("losses, softmax, top-k, entropy", ("softmax", "nll", "binary_cross", "sigmoid", "topk", "sort", "log")),
+         ("activations, adds, other elementwise", ("relu", "threshold", "add", "mul", "sub", "div", "where", "fill",
+                                                   "zero", "sum", "mean", "cat", "max_pool"))]
+
+
+def profile(step: Callable[[], None], reps: int) -> list[tuple[str, float, float]]:
+    """(kind, ms per step, share) of `step`'s operator self time, over `reps` steps after a warm-up."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    step()
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(reps):
+            step()
+    totals: dict[str, float] = {}
+    for ev in prof.key_averages():
+        name = ev.key.lower()
+        kind = next((k for k, keys in KINDS if any(s in name for s in keys)), "other")
+        totals[kind] = totals.get(kind, 0.0) + ev.self_cpu_time_total / 1e3 / reps
+    whole = sum(totals.values())
+    return sorted(((k, ms, ms / whole) for k, ms in totals.items()), key=lambda r: -r[1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=4)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--profile", action="store_true", help="also the default D step's operator time by kind")
     a = ap.parse_args()
 
     import torch  # after parse_args: --help stays fast
@@ -108,6 +139,11 @@ def main() -> None:
         base = base or t
         mean = base + (t - base) / every
         print(f"| {label} | {t:.3f} | {every} | {mean:.3f} | {base / mean:.1%} |", flush=True)
+    if a.profile:
+        print(f"\nwhere a default D step's time goes (torch.profiler, operator self time, {a.reps} steps)\n")
+        print("| kind of op | ms per step | share |\n|---|---|---|")
+        for kind, ms, share in profile(g_flaw(True), a.reps):
+            print(f"| {kind} | {ms:.1f} | {share:.1%} |")
 
 
 if __name__ == "__main__":

@@ -111,6 +111,10 @@ class TrainConfig:
     workers: int = -1  # -1: auto (0 on the CPU, where loading shares the cores; up to 4 beside a GPU)
     sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch
     cache: bool = True
+    # the first fraction of the run trains on images at half resolution: crops of half the patch size,
+    # four times the batch, so a step costs what a full-resolution one does and sees four times the
+    # scene; 0: off
+    progressive: float = 0.0
     augment: bool = False  # crops + flips: better within budgets of ~25-100 epochs (docs/benchmarks.md)
     # keep a label-free quality estimator in the model (predict --quality): under flaw, D itself; under the
     # other modes a judge trained beside D (or beside a plain U-Net)

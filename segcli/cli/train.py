@@ -59,6 +59,7 @@ def train(
     workers: int = typer.Option(_T.workers, help="Data-loading worker processes (-1: auto, 0 on CPU, up to 4 with a GPU)."),
     sync_bn: bool = typer.Option(_T.sync_bn, "--sync-bn", help="Under torchrun: BatchNorm statistics over the global batch."),
     cache: bool = typer.Option(_T.cache, help="Keep decoded images in memory when they fit."),
+    progressive: float = typer.Option(_T.progressive, help="Train the first fraction of the run (0.5: half) on images at half resolution, four times the batch at the same step cost (0: off)."),
     augment: bool = typer.Option(_T.augment, help="Add scale, rotation and colour augmentation to the random crops and flips (pays only in long runs: at 25-100 epochs it cost 0.01-0.04 mIoU)."),
     quality: bool = typer.Option(_T.quality, "--quality/--no-quality", help="Keep a label-free quality estimator in the model (predict --quality: estimated mIoU and error maps). Under --gan flaw it is D itself (--no-quality: D still teaches G but is not kept); otherwise a judge trained beside G that never changes G's training (--no-quality: not trained)."),
     bands: Optional[str] = typer.Option(None, "--bands", help="Bands shown in overlays and plots, from 1: one (gray) or three (R,G,B), e.g. 3,2,1; predict uses them too (default: the image's own, or bands 1-3)."),

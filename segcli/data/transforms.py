@@ -65,13 +65,17 @@ class Compose:
 
 
 def train_transforms(
-    size: int, mean: list[float], std: list[float], channels: int, orientation_free: bool, augment: bool = True
+    size: int, mean: list[float], std: list[float], channels: int, orientation_free: bool, augment: bool = True,
+    zoom: float = 1.0,
 ) -> Compose:
     """Training augmentation: scale + crop, flips, small rotations, colour jitter, normalise.
 
     `augment=False`: random crops and flips only (what a plain training loop does).
+    `zoom`: every image rescaled by this factor first (0.5: half resolution), around which the
+    augmentation's random scale varies.
     """
-    ts: list = [RandomScaleCrop(size, (0.75, 1.25) if augment else (1.0, 1.0)), v2.RandomHorizontalFlip()]
+    scale = (0.75 * zoom, 1.25 * zoom) if augment else (zoom, zoom)
+    ts: list = [RandomScaleCrop(size, scale), v2.RandomHorizontalFlip()]
     if orientation_free:
         ts += [v2.RandomVerticalFlip(), RandomRot90()]
     if not augment:

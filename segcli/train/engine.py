@@ -113,11 +113,19 @@ def _validation_columns(metrics: Optional[dict[str, Any]]) -> dict[str, Any]:
     return {"val_mIoU": metrics["mIoU"], "val_Dice": metrics["mDice"], **({"ema": metrics["ema"]} if "ema" in metrics else {})}
 
 
+def epoch_loader(run: Run, epoch: int) -> DataLoader:
+    """The epoch's batches: half resolution while the run is within its --progressive fraction."""
+    if run.low_dl is not None and max(epoch / run.cfg.epochs, run.clock.progress()) < run.cfg.progressive:
+        return run.low_dl
+    return run.train_dl
+
+
 def train_one_epoch(run: Run, epoch: int, cb: Callbacks) -> EpochResult:
     """One pass over the training loader (or as much of it as the --time budget allows)."""
-    cfg, clock, steps = run.cfg, run.clock, len(run.train_dl)
+    cfg, clock, loader = run.cfg, run.clock, epoch_loader(run, epoch)
+    steps = len(loader)
     seed_everything(cfg.seed + epoch)  # reseeded per epoch: a resumed run replays what the uninterrupted one would
-    run.train_dl.sampler.set_epoch(epoch)
+    loader.sampler.set_epoch(epoch)
     cb.on_epoch_start(epoch + 1, cfg.epochs, steps)
     run.guard.epoch = epoch + 1
     run.gen.train()
@@ -126,7 +134,7 @@ def train_one_epoch(run: Run, epoch: int, cb: Callbacks) -> EpochResult:
     sums: dict[str, Any] = {}
     counts: dict[str, int] = {}  # with --d-every, the D losses exist on some steps only
     stopped = ""
-    for i, (image, labels) in enumerate(run.train_dl):
+    for i, (image, labels) in enumerate(loader):
         if clock.must_stop():
             stopped = f"time budget {cfg.time} reached"
             break

@@ -5,6 +5,7 @@ Under torchrun each process loads its part of every global batch and of the vali
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -36,9 +37,11 @@ def load_datasets(cfg: TrainConfig, info: DataInfo, prep: Prepared) -> Datasets:
     return Datasets(train_ds, val_ds)
 
 
-def train_transform(cfg: TrainConfig, info: DataInfo) -> Any:
-    """The training augmentation for this run's (resolved) options and data."""
-    return train_transforms(cfg.img_size, info.mean, info.std, info.in_channels, bool(cfg.orientation_free), cfg.augment)
+def train_transform(cfg: TrainConfig, info: DataInfo, zoom: float = 1.0, multiple: int = 32) -> Any:
+    """The training augmentation for this run's (resolved) options and data; `zoom` 0.5: crops of
+    half the patch size (a multiple of the model's `multiple`) from the images at half resolution."""
+    size = cfg.img_size if zoom == 1.0 else max(multiple, int(cfg.img_size * zoom) // multiple * multiple)
+    return train_transforms(size, info.mean, info.std, info.in_channels, bool(cfg.orientation_free), cfg.augment, zoom)
 
 
 def train_loader(ds: SegDataset, cfg: TrainConfig, ctx: distributed.Context, seed: int,
@@ -51,6 +54,15 @@ def train_loader(ds: SegDataset, cfg: TrainConfig, ctx: distributed.Context, see
         ds, batch_size=batch, sampler=sampler, drop_last=len(sampler) >= batch,
         num_workers=cfg.workers, persistent_workers=cfg.workers > 0, pin_memory=torch.cuda.is_available(),
     )
+
+
+def low_res_loader(train: SegDataset, cfg: TrainConfig, info: DataInfo, ctx: distributed.Context,
+                   multiple: int) -> DataLoader:
+    """--progressive's loader: the training images at half resolution, crops of half the patch size,
+    four times the batch (the pixels of a full-resolution step)."""
+    ds = copy.copy(train)  # shares the decoded images; its own transform (loader workers copy the dataset)
+    ds.transform = train_transform(cfg, info, zoom=0.5, multiple=multiple)
+    return train_loader(ds, cfg, ctx, cfg.seed, batch_size=4 * cfg.batch_size)
 
 
 def build_loaders(cfg: TrainConfig, info: DataInfo, ds: Datasets, prep: Prepared,

@@ -123,6 +123,7 @@ def check_options(cfg: TrainConfig, mcfg: ModelConfig) -> None:
             _number(name, getattr(cfg, name), 0)
     _number("weight_decay", cfg.weight_decay, 0)
     _number("ema", cfg.ema, 0, 1, high_open=True)
+    _number("progressive", cfg.progressive, 0, 1, high_open=True)
     _number("label_smoothing", cfg.label_smoothing, 0, 0.5)
     _number("onehot_tau", cfg.onehot_tau, 0, 1, low_open=True)
     if cfg.ignore_index is not None:

@@ -29,7 +29,7 @@ from segcli.train.adversary import FlawDiscriminator, QualityJudge, RealFakeDisc
 from segcli.train.ema import EmaPart, ModelEMA, build_ema
 from segcli.train.gan import StepSettings, adam
 from segcli.train.parts import Part
-from segcli.train.loaders import build_loaders, load_datasets
+from segcli.train.loaders import build_loaders, load_datasets, low_res_loader
 from segcli.train.resolve import check_options, resolve
 from segcli.train.schedule import Clock
 from segcli.train.unlabeled import UnlabeledPart, unlabeled_set
@@ -85,6 +85,7 @@ class Run:
     best_samples: list[tuple[int, Any, Any]] = field(default_factory=list)  # ... and the best validation's
     last: Optional[Checkpoint] = None  # what last.pt holds
     compiled: Optional[Any] = None  # segcli.train.compile.Fallback when the step runs compiled
+    low_dl: Optional[DataLoader] = None  # --progressive: the half-resolution loader of the run's first part
 
     @property
     def device(self) -> torch.device:
@@ -166,6 +167,8 @@ def setup(ctx: distributed.Context, cfg: TrainConfig, mcfg: ModelConfig, resume:
     clock.calibration = cfg.quality
     run = Run(cfg, mcfg, info, ctx, guard, precision, clock, gen, gen, opt_g, precision.scaler(), settings,
               train_dl, val_dl, parts, ema, run_dir, summary, tracker=BestTracker(cfg.patience))
+    if cfg.progressive > 0:
+        run.low_dl = low_res_loader(datasets.train, cfg, info, ctx, gen.output.size_multiple)
     if resume is not None:
         _restore(run, resume)
     guard.run_dir, guard.saved_epoch = run_dir, run.start_epoch

@@ -14,7 +14,7 @@ from segcli.config import ModelConfig, TrainConfig
 from segcli.errors import Interrupted, TrainingDiverged
 from segcli.train.distributed import Context
 from segcli.train.callbacks import Callbacks
-from segcli.train.engine import fit, train, train_one_epoch, validate
+from segcli.train.engine import epoch_loader, fit, train, train_one_epoch, validate
 from segcli.train.safety import RunGuard
 from segcli.train.state import BestTracker, Run, setup
 
@@ -142,3 +142,15 @@ def test_the_quality_estimator_leaves_the_generator_as_it_would_be(binary_data: 
     assert best.has_estimator and cal.fitted_on["calibrated"] and cal.fitted_on["regions"] > 10
     assert cal.target == "Dice" and set(cal.baselines) == {"max_softmax", "neg_entropy"}
     assert math.isfinite(runs[True].history[-1]["e_loss"])
+
+
+def test_progressive_trains_the_first_part_at_half_resolution(binary_data: Path, tmp_path: Path) -> None:
+    run = _run(binary_data, tmp_path, epochs=4, batch_size=1, progressive=0.5)
+    assert [epoch_loader(run, e) is run.low_dl for e in range(4)] == [True, True, False, False]
+    low, full = next(iter(run.low_dl)), next(iter(run.train_dl))
+    assert low[0].shape[0] == 4 * full[0].shape[0] == 4  # four times the batch ...
+    assert low[0].shape[-2:] == (16, 16) and full[0].shape[-2:] == (32, 32)  # ... of crops half the size
+    assert low[1].shape[-2:] == (16, 16)
+    result = train_one_epoch(run, 0, Callbacks())
+    assert result.steps["g_seg"] == len(run.low_dl) == 2 and all(math.isfinite(result.losses[k]) for k in ("g_seg", "d_loss"))
+    assert _run(binary_data, tmp_path).low_dl is None  # off by default
