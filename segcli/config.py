@@ -54,7 +54,8 @@ class ModelConfig:
     encoder: str = "auto"  # resnet18, or unet when base_channels/depth are changed (recorded resolved)
     base_channels: int = 32
     depth: int = 4
-    # widths of the decoder blocks, deepest first; [] = the encoder's own (ResNets: 256 128 64 32 16, as smp)
+    # widths of the decoder blocks, deepest first; [] = the encoder's own (ResNets: 256 128 64 32 16, as smp);
+    # with encoder auto and binary masks: 128 64 32 16 16 (train.resolve)
     decoder_channels: list[int] = field(default_factory=list)
     discriminator: str = "patch"
     disc_channels: int = 32
@@ -84,7 +85,7 @@ class TrainConfig:
     adv_weight: Optional[float] = None  # None: flaw 0.1, real/fake 0.01 (train.resolve)
     adv_warmup: int = -1  # epochs over which the adversarial weight ramps up; -1: the first quarter of the run
     d_every: int = 0  # the GAN part (D step + G's term from D) runs on every N-th step; 0: flaw 4, real/fake 2
-    lr_g: float = 1e-3
+    lr_g: float = 0.0  # 0: from the data: 2e-3 for binary masks, 1e-3 otherwise (train.resolve)
     lr_d: float = 0.0  # 0: flaw 2e-3 (AdamW), real/fake 2e-4 (Adam, betas 0.5, 0.999)
     label_smoothing: float = 0.1
     onehot_tau: float = 0.9

@@ -26,6 +26,21 @@ def test_automatic_values_come_from_the_data_and_the_device() -> None:
     assert resolve(TrainConfig(workers=3), ModelConfig(), GRAY, SIZES, "cuda").train.workers == 3
 
 
+def test_binary_masks_get_the_narrow_decoder_and_the_higher_rate_only_by_default() -> None:
+    multi = DataInfo(num_classes=5, in_channels=3, binary=False)
+    r = resolve(TrainConfig(), ModelConfig(), GRAY, SIZES, "cpu")
+    assert (r.model.decoder_channels, r.train.lr_g) == ([128, 64, 32, 16, 16], 2e-3)
+    again = resolve(r.train, r.model, GRAY, SIZES, "cpu")  # what --resume does with a saved config
+    assert (again.model.decoder_channels, again.train.lr_g) == ([128, 64, 32, 16, 16], 2e-3)
+    r = resolve(TrainConfig(), ModelConfig(), multi, SIZES, "cpu")
+    assert (r.model.decoder_channels, r.train.lr_g) == ([], 1e-3)  # the encoder's own widths
+    # a named encoder (and so every older saved config, decoder []) keeps the encoder's own widths
+    assert resolve(TrainConfig(), ModelConfig(encoder="resnet18"), GRAY, SIZES, "cpu").model.decoder_channels == []
+    r = resolve(TrainConfig(lr_g=5e-4), ModelConfig(decoder_channels=[64, 32, 16, 16, 16]), GRAY, SIZES, "cpu")
+    assert (r.model.decoder_channels, r.train.lr_g) == ([64, 32, 16, 16, 16], 5e-4)  # the user's values win
+    assert resolve(TrainConfig(), ModelConfig(base_channels=8), GRAY, SIZES, "cpu").model.decoder_channels == []
+
+
 @pytest.mark.parametrize("gan, expected", [("flaw", (0.1, 4, 2e-3)), ("lsgan", (0.01, 2, 2e-4)), ("none", (0.01, 2, 2e-4))])
 def test_each_gan_gets_its_own_defaults_and_explicit_values_win(gan: str, expected: tuple) -> None:
     t = resolve(TrainConfig(gan=gan), ModelConfig(), GRAY, SIZES, "cpu").train
