@@ -1,6 +1,7 @@
 """What each discriminator adds to one training step, in the same run (seconds, best of N).
 
-The default ISBI-sized step (ResNet-18 U-Net, gray 256x256 crops, batch 4, binary) in the precision
+The ISBI-sized step (ResNet-18 U-Net with the encoder's own decoder widths 256-16, gray 256x256
+crops, batch 4, binary) in the precision
 `--precision auto` picks on this machine: G alone (what `--gan none --no-quality` runs on every step),
 G with the judge trained beside it (`--gan none`), G with the flaw D's update and term (`--gan flaw`
 on a D step), G with the real/fake D's step and term (`--gan lsgan` on a D step), and the real/fake D

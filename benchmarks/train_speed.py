@@ -7,6 +7,7 @@ D step + G step, loss bookkeeping, validation excluded), eager and with `--compi
 
     python benchmarks/train_speed.py                 # ISBI train 0-19, patch 256, batch 4
     python benchmarks/train_speed.py --precision 32  # fp32
+    python benchmarks/train_speed.py --decoder-channels 256,128,64,32,16  # the wide decoder
     python benchmarks/train_speed.py --skip-compile  # without the `--compile on` epochs (~2 minutes less)
     python benchmarks/train_speed.py --device cuda --batch-size 16  # a GPU (bf16 autocast)
 """
@@ -92,13 +93,12 @@ def hand_loop(gen, judge, batches, precision: str, device: Any, d_every: int, we
     return n_img / (time.perf_counter() - t)
 
 
-def segcli_epochs(cfg: Any, steps_per_epoch: int) -> tuple[float, float]:
+def segcli_epochs(cfg: Any, mcfg: Any, steps_per_epoch: int) -> tuple[float, float]:
     """A segcli training run's steady images/s (epoch 1 excluded: it warms up oneDNN kernels, or
     compiles) and how many seconds longer its first epoch took than the steady epochs' mean."""
-    from segcli.config import ModelConfig
     from segcli.train.engine import train
 
-    result = train(cfg, ModelConfig())
+    result = train(cfg, mcfg)
     with open(result.run_dir / "metrics.csv") as f:
         seconds = [float(r["train_seconds"]) for r in csv.DictReader(f)]
     steady = seconds[1:]
@@ -113,6 +113,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4, help="segcli epochs (the first is warm-up)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--decoder-channels", default="",
+                    help="e.g. 256,128,64,32,16 (the wide decoder); default: what segcli picks for the data")
     ap.add_argument("--skip-compile", action="store_true", help="leave out the `--compile on` epochs")
     a = ap.parse_args()
     import torch
@@ -120,7 +122,7 @@ def main() -> None:
     from segcli.config import DataInfo, ModelConfig, TrainConfig
     from segcli.models import build_generator
     from segcli.models.estimator import build_estimator
-    from segcli.train.resolve import gan_defaults
+    from segcli.train.resolve import gan_defaults, resolve
 
     dev = torch.device(a.device)
     bs = a.batch_size
@@ -129,17 +131,19 @@ def main() -> None:
     steps_per_epoch = 20 // bs  # the loader drops the last partial batch
     base = TrainConfig(data=str(data), epochs=a.epochs, batch_size=bs, img_size=256, precision=a.precision,
                        device=a.device, project=str(work / "runs"), name="speed", compile="off")
-    segcli_ips, _ = segcli_epochs(base, steps_per_epoch)
+    mcfg = ModelConfig(decoder_channels=[int(c) for c in a.decoder_channels.split(",")] if a.decoder_channels else [])
+    segcli_ips, _ = segcli_epochs(base, mcfg, steps_per_epoch)
     compiled: list[tuple[str, float, float]] = []
     if not a.skip_compile:  # cold: an empty Inductor cache; warm: a second run over the same cache
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(work / "inductor")
         for cache in ("cold", "warm"):
             cfg = replace(base, compile="on", name=f"compiled-{cache}")
             torch._dynamo.reset()  # in-memory caches gone, as in a new process; the disk cache stays
-            compiled.append((cache, *segcli_epochs(cfg, steps_per_epoch)))
+            compiled.append((cache, *segcli_epochs(cfg, mcfg, steps_per_epoch)))
     torch.manual_seed(0)
     info = DataInfo(num_classes=2, in_channels=1, binary=True)
-    gen = build_generator(ModelConfig(), info).to(dev, memory_format=torch.channels_last)
+    widths = resolve(base, mcfg, info, [(512, 512)], dev.type).model  # the decoder the segcli run trained
+    gen = build_generator(widths, info).to(dev, memory_format=torch.channels_last)
     judge = build_estimator(1, 2, True).to(dev, memory_format=torch.channels_last)
     batches = [(torch.randn(bs, 1, 256, 256, device=dev).contiguous(memory_format=torch.channels_last),
                 torch.randint(0, 2, (bs, 256, 256), device=dev)) for _ in range(steps_per_epoch * (a.epochs - 1))]
@@ -153,7 +157,8 @@ def main() -> None:
         hand_loop(gen, judge, batches[:d_every], "32", dev, d_every, weight, lr_d)
     flops_per_img = fc.get_total_flops() / bs / d_every  # the mean step: one GAN step per d_every
     peak = matmul_peak(torch.bfloat16 if a.precision == "bf16" else torch.float32, dev)
-    print(f"| measure ({a.precision}, {a.device}, patch 256, batch {bs}, D every {d_every} steps) | value |")
+    dec = "-".join(map(str, widths.decoder_channels)) or "256-128-64-32-16"
+    print(f"| measure ({a.precision}, {a.device}, patch 256, batch {bs}, D every {d_every} steps, decoder {dec}) | value |")
     print("|---|---|")
     print(f"| hand-written loop, images/s | {hand_ips:.2f} |")
     print(f"| segcli training epoch, images/s | {segcli_ips:.2f} |")
