@@ -167,7 +167,7 @@ def run_segcli(name: str, data: Path, budget: str, extra: list[str], work: Path)
     result = json.loads(segcli(["evaluate", str(data / "test"), "--model", f"{run_dir}/weights/best.pt", "--json"], work))
     result["seconds"], result["run"] = seconds, run_dir
     metrics = Path(work) / run_dir / "metrics.csv" if not Path(run_dir).is_absolute() else Path(run_dir) / "metrics.csv"
-    rows = list(csv.DictReader(metrics.open())) if metrics.is_file() else []
+    rows = list(csv.DictReader(metrics.read_text().splitlines())) if metrics.is_file() else []
     result["epochs"] = len(rows) if metrics.is_file() else None
     vals = [float(r["val_mIoU"]) for r in rows if r.get("val_mIoU") not in (None, "", "nan")]
     result["val_mIoU"] = max(vals) if vals else None  # what chose best.pt: the one figure a choice may use

@@ -3,7 +3,8 @@
 Both run the same generator and discriminator (segcli defaults: ResNet-18 U-Net, the flaw D on
 every 4th step) with the same batch size, patch size and precision. The hand loop gets its batches as ready-made
 tensors (no decoding, no augmentation); segcli runs its real engine (data loader, augmentation,
-D step + G step, loss bookkeeping, validation excluded), eager and with `--compile on` (Inductor,\ncold and warm on-disk cache). Also: achieved FLOP/s of the step vs a large bf16 matmul.
+D step + G step, loss bookkeeping, validation excluded), eager and with `--compile on` (Inductor,
+cold and warm on-disk cache). Also: achieved FLOP/s of the step vs a large bf16 matmul.
 
     python benchmarks/train_speed.py                 # ISBI train 0-19, patch 256, batch 4
     python benchmarks/train_speed.py --precision 32  # fp32
