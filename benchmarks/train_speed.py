@@ -4,10 +4,12 @@ Both run the same generator and discriminator (segcli defaults: ResNet-18 U-Net,
 every 4th step) with the same batch size, patch size and precision. The hand loop gets its batches as ready-made
 tensors (no decoding, no augmentation); segcli runs its real engine (data loader, augmentation,
 D step + G step, loss bookkeeping, validation excluded), eager and with `--compile on` (Inductor,
-cold and warm on-disk cache). Also: achieved FLOP/s of the step vs a large bf16 matmul.
+cold and warm on-disk cache). Also: achieved FLOP/s of the step vs a large matmul in the same precision.
+The precision is what `segcli train --precision auto` picks here: bf16 on CPUs with AMX / AVX512-BF16,
+fp32 on the others (where bf16 is emulated: a 4096x4096 bf16 matmul takes a minute).
 
     python benchmarks/train_speed.py                 # ISBI train 0-19, patch 256, batch 4
-    python benchmarks/train_speed.py --precision 32  # fp32
+    python benchmarks/train_speed.py --precision 32  # fp32 whatever the CPU
     python benchmarks/train_speed.py --decoder-channels 256,128,64,32,16  # the wide decoder
     python benchmarks/train_speed.py --skip-compile  # without the `--compile on` epochs (~2 minutes less)
     python benchmarks/train_speed.py --device cuda --batch-size 16  # a GPU (bf16 autocast)
@@ -110,7 +112,8 @@ def segcli_epochs(cfg: Any, mcfg: Any, steps_per_epoch: int) -> tuple[float, flo
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-root")
-    ap.add_argument("--precision", default="bf16", choices=["bf16", "32"])
+    ap.add_argument("--precision", default="auto", choices=["auto", "bf16", "32"],
+                    help="auto: what `segcli train` picks on this machine")
     ap.add_argument("--epochs", type=int, default=4, help="segcli epochs (the first is warm-up)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-size", type=int, default=4)
@@ -125,12 +128,15 @@ def main() -> None:
     from segcli.models.estimator import build_estimator
     from segcli.train.resolve import gan_defaults, resolve
 
+    from segcli.device import select_precision
+
     dev = torch.device(a.device)
+    prec = select_precision(a.precision, dev).name  # "auto": bf16 only where it is fast
     bs = a.batch_size
     work = Path(tempfile.mkdtemp(prefix="segcli-speed-"))
     data = isbi_split(data_root(a.data_root), work / "isbi")
     steps_per_epoch = 20 // bs  # the loader drops the last partial batch
-    base = TrainConfig(data=str(data), epochs=a.epochs, batch_size=bs, img_size=256, precision=a.precision,
+    base = TrainConfig(data=str(data), epochs=a.epochs, batch_size=bs, img_size=256, precision=prec,
                        device=a.device, project=str(work / "runs"), name="speed", compile="off")
     mcfg = ModelConfig(decoder_channels=[int(c) for c in a.decoder_channels.split(",")] if a.decoder_channels else [])
     segcli_ips, _ = segcli_epochs(base, mcfg, steps_per_epoch)
@@ -149,17 +155,17 @@ def main() -> None:
     batches = [(torch.randn(bs, 1, 256, 256, device=dev).contiguous(memory_format=torch.channels_last),
                 torch.randint(0, 2, (bs, 256, 256), device=dev)) for _ in range(steps_per_epoch * (a.epochs - 1))]
     weight, d_every, lr_d = gan_defaults(base.gan)  # what the default --gan resolves to
-    hand_loop(gen, judge, batches[:2], a.precision, dev, d_every, weight, lr_d)  # warm-up
-    hand_ips = hand_loop(gen, judge, batches, a.precision, dev, d_every, weight, lr_d)
+    hand_loop(gen, judge, batches[:2], prec, dev, d_every, weight, lr_d)  # warm-up
+    hand_ips = hand_loop(gen, judge, batches, prec, dev, d_every, weight, lr_d)
 
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as fc:
         hand_loop(gen, judge, batches[:d_every], "32", dev, d_every, weight, lr_d)
     flops_per_img = fc.get_total_flops() / bs / d_every  # the mean step: one GAN step per d_every
-    peak = matmul_peak(torch.bfloat16 if a.precision == "bf16" else torch.float32, dev)
+    peak = matmul_peak(torch.bfloat16 if prec == "bf16" else torch.float32, dev)
     dec = "-".join(map(str, widths.decoder_channels)) or "256-128-64-32-16"
-    print(f"| measure ({a.precision}, {a.device}, patch 256, batch {bs}, D every {d_every} steps, decoder {dec}) | value |")
+    print(f"| measure ({prec}, {a.device}, patch 256, batch {bs}, D every {d_every} steps, decoder {dec}) | value |")
     print("|---|---|")
     print(f"| hand-written loop, images/s | {hand_ips:.2f} |")
     print(f"| segcli training epoch, images/s | {segcli_ips:.2f} |")
@@ -169,7 +175,7 @@ def main() -> None:
         print(f"| segcli `--compile on`, {cache} cache: first epoch's extra seconds (compilation) | {first_extra:.1f} |")
     print(f"| step GFLOP per image (G + flaw D, fwd+bwd, mean step) | {flops_per_img / 1e9:.1f} |")
     print(f"| achieved GFLOP/s (segcli) | {segcli_ips * flops_per_img / 1e9:.0f} |")
-    print(f"| {a.precision} matmul peak GFLOP/s | {peak / 1e9:.0f} |")
+    print(f"| {prec} matmul peak GFLOP/s | {peak / 1e9:.0f} |")
     print(f"| utilisation | {segcli_ips * flops_per_img / peak:.1%} |")
 
 

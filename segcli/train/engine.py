@@ -88,8 +88,9 @@ def fit(run: Run, cb: Callbacks) -> TrainResult:
             row.update(part.epoch_columns())
         run.since_val += time.monotonic() - t_epoch
         final = bool(stopped) or clock.must_stop() or epoch + 1 == cfg.epochs
-        # under --time validation may cost at most ~10% of the budget: short epochs skip it
-        metrics = validate_run(run) if clock.budget is None or final or run.since_val >= 9 * clock.val_cost else None
+        # rank 0's count of seconds, so that every process validates (a collective) or none does
+        due = final or clock.validation_due(run.ctx.agree(run.since_val))
+        metrics = validate_run(run) if due else None  # short epochs under --time skip it
         row.update(_validation_columns(metrics))
         row["seconds"] = round(time.monotonic() - t_epoch, 3)
         run.history.append(row)
@@ -249,15 +250,16 @@ def save_epoch(run: Run, epoch: int, metrics: dict[str, Any], improved: bool, fi
     """best.pt (when improved), last.pt with the optimizer states, metrics.csv: all or none of them."""
     if improved:
         run.best_samples = run.samples
-    if not run.ctx.main:
-        return
-    with run.guard.saving():  # Ctrl-C waits until this epoch's files are all written
-        if improved:
-            run.checkpoint(epoch, metrics).save(run.weights / "best.pt")
-        run.last = run.checkpoint(epoch, metrics, last=True).replace(finished=finished)
-        run.last.save(run.weights / "last.pt")
-        atomic_write_bytes(run.run_dir / "metrics.csv", csv_text(run.history).encode())
-        run.guard.saved_epoch = epoch
+    t_save = time.monotonic()
+    if run.ctx.main:
+        with run.guard.saving():  # Ctrl-C waits until this epoch's files are all written
+            if improved:
+                run.checkpoint(epoch, metrics).save(run.weights / "best.pt")
+            run.last = run.checkpoint(epoch, metrics, last=True).replace(finished=finished)
+            run.last.save(run.weights / "last.pt")
+            atomic_write_bytes(run.run_dir / "metrics.csv", csv_text(run.history).encode())
+            run.guard.saved_epoch = epoch
+    run.clock.save_cost = run.ctx.agree(time.monotonic() - t_save)  # rank 0's: it did the writing
 
 
 def finish(run: Run, stopped: str) -> TrainResult:

@@ -19,6 +19,7 @@ class Clock:
         self.budget = budget
         self.t0 = (time.monotonic() if started is None else started) - elapsed_before
         self.val_cost = 0.0  # seconds of the latest validation, measured
+        self.save_cost = 0.0  # seconds of the latest best.pt + last.pt + metrics.csv, measured
         self.calibration = False  # the run ends with the quality estimator's calibration (about 1.5 validations)
         self.agree = agree  # rank 0's clock under DDP, so every process stops together
 
@@ -28,15 +29,21 @@ class Clock:
     def progress(self) -> float:
         return self.elapsed() / self.budget if self.budget else 0.0
 
-    # What a run does after its last step: the last validation (measured: val_cost), the quality
-    # estimator's calibration (a pass over the validation images with the estimator and the
-    # features of random crops), then writing the checkpoints, the plots and exiting (about a second
-    # and a half on a CPU).
-    FINISH = 2.5
+    # What a run does after its last step: the last validation and its checkpoints (both measured),
+    # the quality estimator's calibration (a pass over the validation images with the estimator and
+    # the features of random crops) and best.pt + last.pt written again with it, then the plots and
+    # exiting (about a second on a CPU).
+    FINISH = 2.0
 
     def must_stop(self) -> bool:
-        after = 1.3 * self.val_cost * (2.5 if self.calibration else 1.0) + self.FINISH
+        val, save = (2.5, 2.0) if self.calibration else (1.0, 1.0)
+        after = 1.3 * (val * self.val_cost + save * self.save_cost) + self.FINISH
         return bool(self.budget) and self.elapsed() + after >= self.budget
+
+    def validation_due(self, trained: float) -> bool:
+        """After `trained` seconds of training since the last validation: is another one due? Under
+        --time a validation and the checkpoints it writes may cost ~10% of the training time."""
+        return self.budget is None or trained >= 9 * (self.val_cost + self.save_cost)
 
 
 def lr_at(base: float, progress: float, warmup: float = 0.03) -> float:
