@@ -124,11 +124,10 @@ def main() -> None:
     import torch
 
     from segcli.config import DataInfo, ModelConfig, TrainConfig
+    from segcli.device import select_precision
     from segcli.models import build_generator
     from segcli.models.estimator import build_estimator
     from segcli.train.resolve import gan_defaults, resolve
-
-    from segcli.device import select_precision
 
     dev = torch.device(a.device)
     prec = select_precision(a.precision, dev).name  # "auto": bf16 only where it is fast
