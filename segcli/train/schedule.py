@@ -42,8 +42,9 @@ class Clock:
 
     def validation_due(self, trained: float) -> bool:
         """After `trained` seconds of training since the last validation: is another one due? Under
-        --time a validation and the checkpoints it writes may cost ~10% of the training time."""
-        return self.budget is None or trained >= 9 * (self.val_cost + self.save_cost)
+        --time a validation and the checkpoints it writes may cost ~10% of the training time; rank
+        0's seconds decide, so that every process validates (a collective) or none does."""
+        return self.budget is None or self.agree(trained) >= 9 * (self.val_cost + self.save_cost)
 
 
 def lr_at(base: float, progress: float, warmup: float = 0.03) -> float:

@@ -24,6 +24,13 @@ def test_validation_and_its_checkpoints_cost_about_a_tenth_of_the_training() -> 
     assert clock.validation_due(9.0)
 
 
+
+def test_rank_zeros_seconds_decide_when_validation_is_due() -> None:
+    clock = Clock(120.0, agree=lambda seconds: 20.0)  # under torchrun: rank 0's figure, broadcast
+    clock.val_cost, clock.save_cost = 1.0, 0.5
+    assert clock.validation_due(0.0)  # this process trained less, but every process must validate
+
+
 def test_the_run_stops_early_enough_for_its_last_validation_checkpoints_and_calibration() -> None:
     started = time.monotonic() - 100.0  # 100 s of a 120 s budget gone
     clock = Clock(120.0, started=started)
