@@ -17,7 +17,8 @@ how many labelled images random selection needs to reach what segcli's selection
 
 Strategies (`segcli select` options): random; entropy (--strategy entropy --no-diversity, the
 classic baseline); estimate (--no-diversity: lowest estimated quality first); estimate+div (the
-default: estimate kept diverse); entropy+div on request.
+default: the estimate, spread over the pool in proportion); estimate+apart (--spread apart: the
+estimate, each pick far from the others); entropy+div on request.
 
 `--start last` trains each round from the previous round's weights instead of from scratch; it
 needs `segcli train --init CKPT` (start from a checkpoint's weights, fresh optimiser and schedule),
@@ -52,6 +53,7 @@ ARMS = {  # name: `segcli select` options
     "entropy": ["--strategy", "entropy", "--no-diversity"],
     "entropy+div": ["--strategy", "entropy"],
     "estimate": ["--strategy", "quality", "--no-diversity"],
+    "estimate+apart": ["--strategy", "quality", "--spread", "apart"],
     "estimate+div": ["--strategy", "quality"],
 }
 OURS = "estimate+div"  # what `segcli select` does by default

@@ -21,7 +21,8 @@ def select(
     labeled: Optional[str] = typer.Option(None, "--labeled", metavar="DATA", help="A dataset folder: pool images that already have a mask there (same file stem) are skipped."),
     strategy: str = typer.Option("quality", "--strategy", help="quality (lowest estimated quality first; models without an estimator: entropy) | entropy (highest mean entropy first) | random."),
     diversity: bool = typer.Option(True, "--diversity/--no-diversity", help="Keep the picks diverse: not N frames of one video (ignored by random)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of --strategy random."),
+    spread: str = typer.Option("pool", "--spread", help="How diversity spreads the picks: pool (in proportion to the pool: k-means groups of similar images, the most promising of each, so a rare kind of image gets its share and no more) | apart (each pick as unlike the earlier ones as possible, among the 4N most promising)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of --strategy random and of the groups of --spread pool."),
     output: Optional[str] = typer.Option(None, "--output", "-o", metavar="DIR", help="A new folder receiving images/ (copies of the picks), masks/ (the model's masks: a head start for the annotator), error_maps/, list.txt and selection.json."),
     fmt: str = typer.Option("png", "--format", help="The head-start masks: png (masks/, segcli's layout) | coco (annotations/instances_default.json, polygons for CVAT / Label Studio)."),
     json_out: bool = typer.Option(False, "--json", help="One JSON line per pick on stdout: its estimate and why it was picked."),
@@ -39,7 +40,7 @@ def select(
     from segcli.infer.select import SelectConfig, run_select
     from segcli.ranks import local_device
 
-    cfg = SelectConfig(count, strategy, diversity, seed, labeled, output, fmt)
+    cfg = SelectConfig(count, strategy, diversity, seed, labeled, output, fmt, spread)
     cfg.check()
     options = InferenceOptions(device=local_device(device), precision=precision, threshold=threshold,
                                batch_size=batch_size)  # tiles: automatic, as predict
@@ -69,7 +70,8 @@ def _summary(sel, cfg) -> None:
 
     by = {"quality": f"estimated {sel.target}, lowest first", "entropy": "mean entropy, highest first",
           "random": f"random draw (seed {cfg.seed})"}[sel.strategy]
-    spread = ", kept diverse" if cfg.diversity and sel.strategy != "random" else ""
+    how = {"pool": "spread over the pool", "apart": "kept apart"}[cfg.spread]
+    spread = f", {how}" if cfg.diversity and sel.strategy != "random" else ""
     skipped = f"; {sel.skipped} already labelled in {cfg.labeled} skipped" if cfg.labeled else ""
     timing = f" in {sel.seconds:.1f} s" if sel.seconds else ""
     info(f"picked {len(sel.picked)} of {sel.pool} pool image(s) by {by}{spread}{timing}{skipped}")

@@ -62,11 +62,30 @@ def test_json_gives_each_estimate_and_why(fitted_multi: Path, multiclass_data: P
     assert [p["estimate"] for p in picks] == pytest.approx(estimates[:3], abs=2e-3)  # the 3 lowest
     assert [p["pool_rank"] for p in picks] == [1, 2, 3] and [p["rank"] for p in picks] == [1, 2, 3]
     assert "estimated mIoU" in picks[0]["why"] and "lowest of 8" in picks[0]["why"]
+    apart = _lines(run_cli(["select", pool, "-n", "3", "--json", "--spread", "apart"], cwd=fitted_multi).out)
+    assert apart[0]["image"] == picks[0]["image"] and apart[1]["distance"] > 0 and "unlike" in apart[1]["why"]
     spread = _lines(run_cli(["select", pool, "-n", "3", "--json"], cwd=fitted_multi).out)
-    assert spread[0]["image"] == picks[0]["image"] and spread[1]["distance"] > 0 and "unlike" in spread[1]["why"]
+    assert spread[0]["image"] == picks[0]["image"]  # the pool's worst is the worst of its group
+    assert all("similar pool image(s), one of 3" in p["why"] for p in spread) and spread[1]["distance"] > 0
 
 
-def test_diversity_skips_copies_of_a_picked_image(fitted_multi: Path, multiclass_data: Path, tmp_path: Path) -> None:
+def test_spread_gives_each_kind_its_share_of_the_pool(fitted_multi: Path, multiclass_data: Path, tmp_path: Path) -> None:
+    sources = sorted((multiclass_data / "train" / "images").iterdir())[:2]
+    pool = tmp_path / "frames"
+    pool.mkdir()
+    for i in range(12):  # a common kind of image (9 frames) and a rare one (3 frames)
+        shutil.copyfile(sources[0] if i < 9 else sources[1], pool / f"f{i:02d}.png")
+    picks = run_cli(["select", pool, "-n", "4"], cwd=fitted_multi)
+    assert picks.code == 0, picks.err
+    rare = [p for p in picks.out.split() if Path(p).name >= "f09"]
+    assert len(rare) == 1, picks.out  # 9:3 = 3:1
+    assert "from a group of 9 similar pool image(s), one of 2" in run_cli(["select", pool, "-n", "4", "--json"],
+                                                                         cwd=fitted_multi).out
+
+
+@pytest.mark.parametrize("spread", ["pool", "apart"])
+def test_diversity_skips_copies_of_a_picked_image(fitted_multi: Path, multiclass_data: Path, tmp_path: Path,
+                                                  spread: str) -> None:
     sources = sorted((multiclass_data / "train" / "images").iterdir())[:3]
     pool = tmp_path / "frames"
     pool.mkdir()
@@ -74,11 +93,11 @@ def test_diversity_skips_copies_of_a_picked_image(fitted_multi: Path, multiclass
         shutil.copyfile(sources[i % 3], pool / f"f{i:02d}.png")
     origin = {f"f{i:02d}.png": i % 3 for i in range(12)}
     plain = run_cli(["select", pool, "-n", "3", "--no-diversity", "--json"], cwd=fitted_multi)
-    diverse = run_cli(["select", pool, "-n", "3", "--json"], cwd=fitted_multi)
+    diverse = run_cli(["select", pool, "-n", "3", "--json", "--spread", spread], cwd=fitted_multi)
     assert plain.code == 0 and diverse.code == 0, plain.err + diverse.err
     assert len({origin[Path(p["image"]).name] for p in _lines(plain.out)}) == 1  # three copies of the worst
     assert {origin[Path(p["image"]).name] for p in _lines(diverse.out)} == {0, 1, 2}
-    everything = run_cli(["select", pool, "-n", "20"], cwd=fitted_multi)
+    everything = run_cli(["select", pool, "-n", "20", "--spread", spread], cwd=fitted_multi)
     assert sorted(everything.out.split()) == sorted(str(p) for p in pool.iterdir())  # each once
 
 

@@ -3,6 +3,9 @@
 The model runs over the pool (segcli.infer.select.pool), the images already labelled in
 `--labeled DATA` skipped; the most promising are picked, kept diverse (select.pick), and with
 `-o DIR` copied beside the model's masks as a head start for the annotator (select.output).
+Diversity (`--spread`): `pool`, in proportion to the pool (select.spread: k-means groups, the most
+promising image of each), or `apart`, each pick far from the earlier ones (select.pick: k-centre
+over the shortlist).
 
 Strategies: `quality` (lowest estimated quality first: the model's own judge of its masks; a model
 without an estimator falls back to `entropy` with a note), `entropy` (highest mean softmax
@@ -23,8 +26,10 @@ from segcli.infer.predictor import Predictor
 from segcli.infer.select.output import check_output, write_head_start, write_lists
 from segcli.infer.select.pick import Pick, choose, shortlist_size, why
 from segcli.infer.select.pool import Candidate, Scored, score_pool
+from segcli.infer.select.spread import spread
 
 STRATEGIES = ("quality", "entropy", "random")
+SPREADS = ("pool", "apart")
 FORMATS = ("png", "coco")
 
 Report = Callable[[Path, str], None]  # an unreadable pool image and why
@@ -41,6 +46,7 @@ class SelectConfig:
     labeled: Optional[str] = None  # a dataset folder: pool images with a mask there are skipped
     output: Optional[str] = None  # -o DIR: images + suggested masks
     format: str = "png"  # of the suggested masks: png (masks/) or coco (annotations/*.json)
+    spread: str = "pool"  # how diversity spreads the picks: over the pool's groups, or apart
 
     def check(self) -> None:
         if self.count < 1:
@@ -49,6 +55,8 @@ class SelectConfig:
             raise UserError(f"--strategy {self.strategy}: expected one of {', '.join(STRATEGIES)}")
         if self.format not in FORMATS:
             raise UserError(f"--format {self.format}: expected png or coco")
+        if self.spread not in SPREADS:
+            raise UserError(f"--spread {self.spread}: expected one of {', '.join(SPREADS)}")
         if self.format != "png" and not self.output:
             raise UserError(f"--format {self.format} describes the masks written with -o DIR; pass -o")
 
@@ -67,7 +75,8 @@ class Selection:
     seconds: float = 0.0
 
     def summary(self, cfg: SelectConfig) -> dict[str, Any]:
-        return {"strategy": self.strategy, "diversity": cfg.diversity and self.strategy != "random",
+        diverse = cfg.diversity and self.strategy != "random"
+        return {"strategy": self.strategy, "diversity": diverse, "spread": cfg.spread if diverse else None,
                 "seed": cfg.seed, "pool": self.pool, "already_labeled": self.skipped,
                 "unreadable": [{"image": str(p), "error": e} for p, e in self.unreadable], "note": self.note}
 
@@ -128,10 +137,8 @@ def run_select(cfg: SelectConfig, inputs: list[Path], load: Callable[[], Predict
         ranks = {id(p.cand): 0 for p in picks}
     else:
         assert predictor is not None
-        scored: Scored = score_pool(predictor, pool, sel.strategy, shortlist_size(cfg.count, cfg.diversity),
-                                    note_unreadable)
+        picks, scored = _rank(predictor, pool, sel.strategy, cfg, note_unreadable)
         sel.pool, sel.seconds = len(scored.priorities), scored.seconds
-        picks = choose(scored.shortlist, cfg.count, cfg.diversity)
         ranks = {id(p.cand): scored.pool_rank(p.cand) for p in picks}
     sel.picked = [_entry(n, p, sel, ranks[id(p.cand)], cfg.seed) for n, p in enumerate(picks, 1)]
     if out is not None:
@@ -145,6 +152,24 @@ def run_select(cfg: SelectConfig, inputs: list[Path], load: Callable[[], Predict
             entry.update(written)
         write_lists(out, sel.picked, sel.summary(cfg))
     return sel
+
+
+def _rank(predictor: Predictor, pool: list[Path], strategy: str, cfg: SelectConfig,
+          report: Report) -> tuple[list[Pick], Scored]:
+    """Score the pool by `strategy` and pick: the shortlist's first, kept apart, or spread over the pool."""
+    over_pool = cfg.diversity and cfg.spread == "pool"
+    keep = 1 if over_pool else shortlist_size(cfg.count, cfg.diversity)
+    scored = score_pool(predictor, pool, strategy, keep, report, table=over_pool)
+    if not over_pool:
+        return choose(scored.shortlist, cfg.count, cfg.diversity), scored
+    t = scored.table
+    assert t is not None
+    nan_none = lambda v: None if np.isnan(v) else float(v)  # noqa: E731
+    groups = spread(t, cfg.count, cfg.seed)
+    picks = [Pick(Candidate(t.paths[g.row], g.row, t.priority[g.row], nan_none(t.estimate[g.row]),
+                            nan_none(t.entropy[g.row])), g.distance, (g.size, g.groups))
+             for g in groups]
+    return picks, scored
 
 
 def _prepare(predictor: Predictor, sel: Selection) -> Predictor:

@@ -29,6 +29,7 @@ SHORTLIST = 4  # with diversity, the picks come from the SHORTLIST x N most prom
 class Pick:
     cand: Candidate
     distance: Optional[float] = None  # to the nearest earlier pick (diversity only; None for the first)
+    group: Optional[tuple[int, int]] = None  # --spread pool: (images in its group, groups)
 
 
 def shortlist_size(count: int, diversity: bool) -> int:
@@ -77,6 +78,9 @@ def why(pick: Pick, strategy: str, pool_rank: int, pool: int, target: str, seed:
         base = f"mean entropy {c.entropy:.4f}, the {ordinal(pool_rank)} highest of {pool}"
     else:
         base = f"estimated {target} {c.estimate:.4f}, the {ordinal(pool_rank)} lowest of {pool}"
+    if pick.group is not None:
+        size, groups = pick.group
+        return f"{base}; from a group of {size} similar pool image(s), one of {groups} (picks in proportion to their sizes)"
     if pick.distance is None:
         return base
     return f"{base}; unlike the images picked before it (distance {pick.distance:.3f} to the nearest)"

@@ -4,7 +4,8 @@ a small layout fingerprint, streamed through the Predictor with memory bounded b
 The model runs over the pool exactly as `segcli predict --quality` does (segcli.infer.pipeline:
 decoding ahead on threads, same-size images batched), but no file is written: per image only a
 number is kept for the pool ranks, and the fingerprints of the `keep` most promising images in a
-heap, so a pool of a million images needs megabytes, not gigabytes.
+heap, so a pool of a million images needs megabytes, not gigabytes (with a `PoolTable` for the
+spread over the whole pool: ~100 bytes an image more, select.spread).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from segcli.data.io import check_channels, image_size, read_image
 from segcli.errors import DataError
 from segcli.infer.pipeline import prefetch, segment_stream
 from segcli.infer.predictor import Predictor
+from segcli.infer.select.spread import PoolTable
 from segcli.quality import pixel_maps
 
 GRID = 4  # the fingerprint: class shares and mean error probability in GRID x GRID cells
@@ -48,6 +50,7 @@ class Scored:
     priorities: np.ndarray
     unreadable: list[tuple[Path, str]] = field(default_factory=list)
     seconds: float = 0.0
+    table: Optional[PoolTable] = None  # every image's signal and fingerprint (the spread over the pool)
 
     def pool_rank(self, cand: Candidate) -> int:
         """1 for the pool's most promising image by the signal alone (ties share the better rank)."""
@@ -111,13 +114,16 @@ class Shortlist:
 
 
 def score_pool(predictor: Predictor, paths: Iterable[Path], signal: str, keep: int,
-               on_unreadable: Optional[Callable[[Path, str], None]] = None, workers: int = 2) -> Scored:
+               on_unreadable: Optional[Callable[[Path, str], None]] = None, workers: int = 2,
+               table: bool = False) -> Scored:
     """Run the model over `paths`; `signal`: "quality" (the estimate, lowest first; the predictor must
-    have `quality` on) or "entropy" (highest mean entropy first)."""
+    have `quality` on) or "entropy" (highest mean entropy first). `table`: also keep every image's
+    signal and projected fingerprint (Scored.table)."""
     t0 = time.perf_counter()
     info = predictor.info
     k = 2 if info.binary else info.num_classes
     short, priorities, unreadable = Shortlist(keep), array("d"), []
+    rows = PoolTable(GRID * GRID * (k + 1)) if table else None
 
     def load(path: Path) -> np.ndarray:
         return check_channels(read_image(path), info.in_channels, path)
@@ -141,6 +147,8 @@ def score_pool(predictor: Predictor, paths: Iterable[Path], signal: str, keep: i
             cand.priority = seg.quality
         priorities.append(cand.priority)
         short.offer(cand)
+        if rows is not None:
+            rows.add(path, cand.priority, cand.estimate, cand.entropy, cand.features)
         order += 1
     return Scored(short.ranked(), np.sort(np.array(priorities, np.float64)), unreadable,
-                  time.perf_counter() - t0)
+                  time.perf_counter() - t0, rows)
