@@ -66,7 +66,7 @@ def test_json_gives_each_estimate_and_why(fitted_multi: Path, multiclass_data: P
     assert apart[0]["image"] == picks[0]["image"] and apart[1]["distance"] > 0 and "unlike" in apart[1]["why"]
     spread = _lines(run_cli(["select", pool, "-n", "3", "--json"], cwd=fitted_multi).out)
     assert spread[0]["image"] == picks[0]["image"]  # the pool's worst is the worst of its group
-    assert all("similar pool image(s), one of 3" in p["why"] for p in spread) and spread[1]["distance"] > 0
+    assert all("similar pool image(s): its share of the pool" in p["why"] for p in spread) and spread[1]["distance"] > 0
 
 
 def test_spread_gives_each_kind_its_share_of_the_pool(fitted_multi: Path, multiclass_data: Path, tmp_path: Path) -> None:
@@ -79,8 +79,8 @@ def test_spread_gives_each_kind_its_share_of_the_pool(fitted_multi: Path, multic
     assert picks.code == 0, picks.err
     rare = [p for p in picks.out.split() if Path(p).name >= "f09"]
     assert len(rare) == 1, picks.out  # 9:3 = 3:1
-    assert "from a group of 9 similar pool image(s), one of 2" in run_cli(["select", pool, "-n", "4", "--json"],
-                                                                         cwd=fitted_multi).out
+    assert "the most promising of 9 similar pool image(s)" in run_cli(["select", pool, "-n", "4", "--json"],
+                                                                      cwd=fitted_multi).out
 
 
 @pytest.mark.parametrize("spread", ["pool", "apart"])

@@ -11,6 +11,7 @@ import pytest
 from segcli.infer.select.coco import CocoWriter, region_polygons
 from segcli.infer.select.pick import choose, rank_weights
 from segcli.infer.select.pool import GRID, Candidate, Shortlist, fingerprint
+from segcli.infer.select.spread import PROJECTED, PoolTable, spread
 
 
 def _cands(priorities: list[float], features: np.ndarray) -> list[Candidate]:
@@ -47,6 +48,46 @@ def test_never_the_same_image_twice(seed: int) -> None:
         picks = choose(_cands(priorities, feats), count, diversity=True)
         orders = [p.cand.order for p in picks]
         assert len(orders) == len(set(orders)) == min(count, n)
+
+
+def _table(sizes: list[int], seed: int = 0) -> tuple[PoolTable, np.ndarray, np.ndarray]:
+    """A pool of len(sizes) kinds of image (tight clusters of those sizes), random signals."""
+    rng = np.random.default_rng(seed)
+    kind = np.repeat(np.arange(len(sizes)), sizes)
+    centres = rng.random((len(sizes), 48)) * 3
+    feats = centres[kind] + rng.normal(scale=0.01, size=(len(kind), 48))
+    priority = rng.random(len(kind))
+    table = PoolTable(48)
+    for i, (f, q) in enumerate(zip(feats, priority)):
+        table.add(Path(f"{i}.png"), float(q), float(q), None, f)
+    return table, kind, priority
+
+
+def test_spread_gives_each_kind_of_image_its_share_of_the_pool() -> None:
+    table, kind, _ = _table([60, 30, 10])
+    picks = spread(table, 10, seed=0)
+    assert np.bincount(kind[[g.row for g in picks]], minlength=3).tolist() == [6, 3, 1]
+    assert table.features().shape == (100, PROJECTED) and table.rows[0].dtype == np.float16  # bounded per image
+
+
+def test_spread_takes_the_most_promising_of_each_group_most_promising_first() -> None:
+    table, kind, priority = _table([20, 20, 20], seed=1)
+    picks = spread(table, 3, seed=0)
+    rows = [g.row for g in picks]
+    assert sorted(rows) == sorted(int(np.flatnonzero(kind == k)[np.argmin(priority[kind == k])]) for k in range(3))
+    assert [priority[r] for r in rows] == sorted(priority[r] for r in rows)
+    assert picks[0].distance is None and all(g.distance > 1 for g in picks[1:]) and {g.size for g in picks} == {20}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_spread_never_picks_an_image_twice(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    table, _, _ = _table(rng.integers(1, 15, 4).tolist(), seed)
+    n = len(table.paths)
+    table.rows[: n // 2] = [table.rows[0]] * (n // 2)  # half of them copies of one image
+    for count in (1, n // 3, n - 1, n, n + 5):
+        rows = [g.row for g in spread(table, count, seed)]
+        assert len(rows) == len(set(rows)) == min(count, n)
 
 
 def test_rank_weights_share_ties() -> None:

@@ -3,8 +3,8 @@
 The model runs over the pool (segcli.infer.select.pool), the images already labelled in
 `--labeled DATA` skipped; the most promising are picked, kept diverse (select.pick), and with
 `-o DIR` copied beside the model's masks as a head start for the annotator (select.output).
-Diversity (`--spread`): `pool`, in proportion to the pool (select.spread: k-means groups, the most
-promising image of each), or `apart`, each pick far from the earlier ones (select.pick: k-centre
+Diversity (`--spread`): `pool`, in proportion to the pool (select.spread: parts of the pool that
+each hold one pick's share, the most promising image of each), or `apart`, each pick far from the earlier ones (select.pick: k-centre
 over the shortlist).
 
 Strategies: `quality` (lowest estimated quality first: the model's own judge of its masks; a model
@@ -167,7 +167,7 @@ def _rank(predictor: Predictor, pool: list[Path], strategy: str, cfg: SelectConf
     nan_none = lambda v: None if np.isnan(v) else float(v)  # noqa: E731
     groups = spread(t, cfg.count, cfg.seed)
     picks = [Pick(Candidate(t.paths[g.row], g.row, t.priority[g.row], nan_none(t.estimate[g.row]),
-                            nan_none(t.entropy[g.row])), g.distance, (g.size, g.groups))
+                            nan_none(t.entropy[g.row])), g.distance, g.size)
              for g in groups]
     return picks, scored
 

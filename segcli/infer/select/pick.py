@@ -29,7 +29,7 @@ SHORTLIST = 4  # with diversity, the picks come from the SHORTLIST x N most prom
 class Pick:
     cand: Candidate
     distance: Optional[float] = None  # to the nearest earlier pick (diversity only; None for the first)
-    group: Optional[tuple[int, int]] = None  # --spread pool: (images in its group, groups)
+    share: Optional[int] = None  # --spread pool: the pool images of the part it stands for
 
 
 def shortlist_size(count: int, diversity: bool) -> int:
@@ -78,9 +78,8 @@ def why(pick: Pick, strategy: str, pool_rank: int, pool: int, target: str, seed:
         base = f"mean entropy {c.entropy:.4f}, the {ordinal(pool_rank)} highest of {pool}"
     else:
         base = f"estimated {target} {c.estimate:.4f}, the {ordinal(pool_rank)} lowest of {pool}"
-    if pick.group is not None:
-        size, groups = pick.group
-        return f"{base}; from a group of {size} similar pool image(s), one of {groups} (picks in proportion to their sizes)"
+    if pick.share is not None:
+        return f"{base}; the most promising of {pick.share} similar pool image(s): its share of the pool"
     if pick.distance is None:
         return base
     return f"{base}; unlike the images picked before it (distance {pick.distance:.3f} to the nearest)"

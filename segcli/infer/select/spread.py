@@ -1,18 +1,22 @@
-"""Diversity in proportion to the pool: k-means over every pool image's fingerprint, one group per
-pick, and from each group its most promising image.
+"""Diversity in proportion to the pool: each pick stands for its share of the pool's images.
 
 Why not only "far from each other" (select.pick's k-centre): a pool is rarely balanced. Video
 frames come in sequences of very different sizes, and the images a model handles worst are often
 a rare kind (night scenes, a different scanner). Ranking by the signal and spreading the picks
 apart fills the labelled set with that rare kind, two to three times its share of the pool, while
-the images the model will mostly meet stay under-sampled. k-means groups follow the pool's mass:
-a kind of image that is half of the pool gets about half of the groups, so the picks keep the
-pool's mix as a random draw does, and within each group the model's signal chooses the image
-that would teach it most.
+the images the model will mostly meet stay under-sampled.
+
+So the pool is split in two by 2-means over the images' fingerprints, the picks are shared
+between the halves in proportion to their sizes, and each half is split again with its share,
+until every part holds one pick: its most promising image. A kind of image that is a tenth of the
+pool gets a tenth of the picks, as in a random draw, however spread out its fingerprints are
+(plain k-means with one group per pick would give a spread-out kind more groups than its share),
+and within each part the model's signal chooses the image that would teach it most. Copies of an
+image fall in one part, so they are picked together only where that part's share says so.
 
 Memory: a fixed random projection of each fingerprint (PROJECTED numbers, float16) is kept for
-every pool image, ~100 bytes an image with its signal: ~100 MB for a million images. k-means is
-fitted on at most FIT_ROWS of them and assigns the rest in chunks.
+every pool image, ~100 bytes an image with its signal: ~100 MB for a million images. Each 2-means
+is fitted on at most FIT_ROWS of its part's images and assigns the rest.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import numpy as np
 
 PROJECTED = 32  # numbers kept per pool image
 FIT_ROWS = 20_000  # k-means is fitted on at most this many images (a seeded sample)
-ITERATIONS = 25
+ITERATIONS = 20
 
 
 @dataclass
@@ -62,69 +66,65 @@ def _sq_distances(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return np.maximum(d, 0.0)
 
 
-def assign(x: np.ndarray, centres: np.ndarray, chunk: int = 65_536) -> np.ndarray:
-    """The nearest centre of each row (in chunks: bounded memory for a million rows)."""
-    return np.concatenate([_sq_distances(x[i : i + chunk], centres).argmin(1) for i in range(0, len(x), chunk)]
-                          or [np.zeros(0, np.int64)])
-
-
-def kmeans(x: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """`k` centres (k-means++ seeding, then Lloyd's iterations) of at most FIT_ROWS rows of `x`."""
-    rng = np.random.default_rng(seed)
+def two_means(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A boolean split of the rows of `x` by 2-means (k-means++ seeding), fitted on at most FIT_ROWS
+    of them; all False where the rows are all the same point."""
     fit = x if len(x) <= FIT_ROWS else x[rng.choice(len(x), FIT_ROWS, replace=False)]
-    fit = fit.astype(np.float64)
-    centres = [fit[rng.integers(len(fit))]]
-    nearest = _sq_distances(fit, np.array(centres))[:, 0]
-    for _ in range(1, k):
-        total = nearest.sum()
-        i = int(rng.choice(len(fit), p=nearest / total)) if total > 0 else int(rng.integers(len(fit)))
-        centres.append(fit[i])
-        nearest = np.minimum(nearest, _sq_distances(fit, fit[i : i + 1])[:, 0])
-    c = np.array(centres)
+    a = fit[rng.integers(len(fit))]
+    d = _sq_distances(fit, a[None])[:, 0]
+    if d.sum() <= 0:
+        return np.zeros(len(x), bool)
+    c = np.stack([a, fit[rng.choice(len(fit), p=d / d.sum())]])
     for _ in range(ITERATIONS):
-        labels = _sq_distances(fit, c).argmin(1)
-        sums = np.zeros_like(c)
-        np.add.at(sums, labels, fit)
-        counts = np.bincount(labels, minlength=k)
-        moved = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], c)
+        side = _sq_distances(fit, c).argmin(1).astype(bool)
+        if side.all() or not side.any():
+            break
+        moved = np.stack([fit[~side].mean(0), fit[side].mean(0)])
         if np.allclose(moved, c):
             break
         c = moved
-    return c
+    return _sq_distances(x, c).argmin(1).astype(bool)
 
 
 @dataclass
 class Group:
-    """One pick of the spread: the table row, its group's size, the distance to the nearest other pick."""
+    """One pick of the spread: the table row, its part's size, the distance to the nearest other pick."""
 
     row: int
-    size: int
-    groups: int  # the non-empty groups of the pool
+    size: int  # the pool images of the part it was picked from (its share of the pool)
     distance: Optional[float] = None
 
 
+def shares(x: np.ndarray, rows: np.ndarray, seats: int, rng: np.random.Generator) -> list[tuple[np.ndarray, int]]:
+    """The parts of `rows` (indices into x) with their picks: split in two, picks shared in proportion,
+    until each part holds one pick (or cannot be split: copies of one image)."""
+    if seats <= 1 or seats >= len(rows):
+        return [(rows, seats)]
+    side = two_means(x[rows], rng)
+    if not side.any() or side.all():
+        return [(rows, seats)]
+    left, right = rows[~side], rows[side]
+    k = int(np.floor(seats * len(left) / len(rows) + 0.5))
+    k = min(max(k, seats - len(right)), len(left))
+    out = []
+    for part, s in ((left, k), (right, seats - k)):
+        if s > 0:
+            out += shares(x, part, s, rng)
+    return out
+
+
 def spread(table: PoolTable, count: int, seed: int) -> list[Group]:
-    """`count` rows of `table`, most promising first: the most promising image of each of `count`
-    k-means groups. Where groups come out empty (fewer kinds of image than picks), their places go
-    to the groups in proportion to their sizes (D'Hondt), each taking its next most promising image."""
+    """`count` rows of `table` (most promising first), each the most promising image of a part of the
+    pool that holds the pick's share of it."""
     n = len(table.paths)
-    if n == 0:
-        return []
     x = table.features()
     priority = np.asarray(table.priority)
-    order = np.lexsort((np.arange(n), priority))  # most promising first, ties by position
-    labels = assign(x, kmeans(x, min(count, n), seed)) if count < n else np.arange(n)
-    sizes = np.bincount(labels)
-    members: dict[int, list[int]] = {}
-    for r in order:
-        members.setdefault(int(labels[r]), []).append(int(r))
-    taken = {g: 1 for g in members}
-    while sum(taken.values()) < min(count, n):
-        g = max((g for g in members if taken[g] < len(members[g])), key=lambda g: (sizes[g] / (taken[g] + 1), -g))
-        taken[g] += 1
-    rows = sorted((r for g, t in taken.items() for r in members[g][:t]), key=lambda r: (priority[r], r))
-    groups = [Group(r, int(sizes[labels[r]]), len(members)) for r in rows]
-    for i, g in enumerate(groups[1:], 1):
-        earlier = x[[h.row for h in groups[:i]]]
+    picks: list[Group] = []
+    for rows, s in shares(x, np.arange(n), min(count, n), np.random.default_rng(seed)):
+        best = rows[np.lexsort((rows, priority[rows]))][:s]  # most promising, ties by position
+        picks += [Group(int(r), len(rows)) for r in best]
+    picks.sort(key=lambda g: (priority[g.row], g.row))
+    for i, g in enumerate(picks[1:], 1):
+        earlier = x[[h.row for h in picks[:i]]]
         g.distance = round(float(np.sqrt(_sq_distances(x[g.row : g.row + 1], earlier).min())), 4)
-    return groups
+    return picks
