@@ -215,7 +215,7 @@ def report(setup: Setup, results: dict, seeds: list[int], arms: list[str], round
         lines.append(f"| mean | {r} | {setup.start + r * setup.step} | "
                      + " | ".join(f"**{np.nanmean(table[a][:, r]):.4f}**" for a in arms) + " |")
     lines.append("")
-    for ours in [a for a in ("estimate+div", "estimate") if a in arms]:
+    for ours in [a for a in ("estimate+div", "estimate+apart", "estimate") if a in arms]:
         for base, need in (("random", 0.02), ("entropy", -0.005)):
             if base in arms:
                 d = table[ours][:, rounds] - table[base][:, rounds]
@@ -233,7 +233,23 @@ def report(setup: Setup, results: dict, seeds: list[int], arms: list[str], round
             mine = setup.start + rounds * setup.step
             lines.append(f"- seed {s}: " + (f"{need:.0f} labelled ({need - mine:+.0f})" if need is not None
                                             else f"more than {curve[-1][0]} (random never reached it)"))
-    return lines + [""]
+    return lines + [""] + mix(results, seeds, arms, rounds, list(setup.pool))
+
+
+def mix(results: dict, seeds: list[int], arms: list[str], rounds: int, pool: list[str]) -> list[str]:
+    """Where each arm's labelled images came from (the stem's prefix before "_": CamVid's video
+    sequence), after the last round: which kinds of image a strategy favours."""
+    stems = {a: [st for s in seeds for st in results.get(f"s{s}/{a}/r{rounds}", {}).get("stems", [])] for a in arms}
+    kinds = sorted({st.split("_")[0] for v in stems.values() for st in v if "_" in st})
+    if not kinds:
+        return []
+    lines = [f"labelled images by source (the stem before \"_\") after round {rounds}, all seeds:", "",
+             "| arm | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
+    for a in arms:
+        counts = [sum(st.startswith(k + "_") for st in stems[a]) for k in kinds]
+        lines.append(f"| {a} | " + " | ".join(str(c) for c in counts) + " |")
+    share = [sum(st.startswith(k + "_") for st in pool) / max(len(pool), 1) for k in kinds]
+    return lines + ["| the pool's share | " + " | ".join(f"{x:.0%}" for x in share) + " |", ""]
 
 
 def main() -> None:
