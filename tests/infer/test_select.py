@@ -67,7 +67,7 @@ def test_spread_gives_each_kind_of_image_its_share_of_the_pool() -> None:
     table, kind, _ = _table([60, 30, 10])
     picks = spread(table, 10, seed=0)
     assert np.bincount(kind[[g.row for g in picks]], minlength=3).tolist() == [6, 3, 1]
-    assert table.features().shape == (100, PROJECTED) and table.rows[0].dtype == np.float16  # bounded per image
+    assert table.features().shape == (100, PROJECTED) and table.blocks[0].dtype == np.float16  # bounded per image
 
 
 def test_spread_takes_the_most_promising_of_each_group_most_promising_first() -> None:
@@ -84,7 +84,7 @@ def test_spread_never_picks_an_image_twice(seed: int) -> None:
     rng = np.random.default_rng(seed)
     table, _, _ = _table(rng.integers(1, 15, 4).tolist(), seed)
     n = len(table.paths)
-    table.rows[: n // 2] = [table.rows[0]] * (n // 2)  # half of them copies of one image
+    table.blocks[0][: n // 2] = table.blocks[0][0]  # half of them copies of one image
     for count in (1, n // 3, n - 1, n, n + 5):
         rows = [g.row for g in spread(table, count, seed)]
         assert len(rows) == len(set(rows)) == min(count, n)
