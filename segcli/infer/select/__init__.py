@@ -4,8 +4,8 @@ The model runs over the pool (segcli.infer.select.pool), the images already labe
 `--labeled DATA` skipped; the most promising are picked, kept diverse (select.pick), and with
 `-o DIR` copied beside the model's masks as a head start for the annotator (select.output).
 Diversity (`--spread`): `pool`, in proportion to the pool (select.spread: parts of the pool that
-each hold one pick's share, the most promising image of each), or `apart`, each pick far from the earlier ones (select.pick: k-centre
-over the shortlist).
+each hold one pick's share, the most promising image of each), or `apart`, each pick far from the
+earlier ones (select.pick: k-centre over the shortlist).
 
 Strategies: `quality` (lowest estimated quality first: the model's own judge of its masks; a model
 without an estimator falls back to `entropy` with a note), `entropy` (highest mean softmax
@@ -46,7 +46,7 @@ class SelectConfig:
     labeled: Optional[str] = None  # a dataset folder: pool images with a mask there are skipped
     output: Optional[str] = None  # -o DIR: images + suggested masks
     format: str = "png"  # of the suggested masks: png (masks/) or coco (annotations/*.json)
-    spread: str = "pool"  # how diversity spreads the picks: over the pool's groups, or apart
+    spread: str = "pool"  # how diversity spreads the picks: in proportion to the pool, or apart
 
     def check(self) -> None:
         if self.count < 1:

@@ -17,8 +17,8 @@ image fall in one part, so they are picked together only where that part's share
 Memory: a fixed random projection of each fingerprint (PROJECTED numbers, float16) is kept for
 every pool image with its signal, ~100 bytes an image beside the list of paths the command holds
 anyway (~100 MB for a million images; 200,000 measured: 20 MB kept, 103 MB at the peak of cutting
-the parts, 1.2 s for 1,000 picks). Each 2-means is
-fitted on at most FIT_ROWS of its part's images and assigns the rest.
+the parts, 1.2 s for 1,000 picks). Each 2-means is fitted on at most FIT_ROWS of its part's images
+and assigns the rest.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import numpy as np
 
 PROJECTED = 32  # numbers kept per pool image
 BLOCK = 4096  # rows of projected fingerprints allocated at a time
-FIT_ROWS = 20_000  # k-means is fitted on at most this many images (a seeded sample)
+FIT_ROWS = 20_000  # each 2-means is fitted on at most this many images (a seeded sample)
 ITERATIONS = 20
 
 
