@@ -65,7 +65,7 @@ def test_json_gives_each_estimate_and_why(fitted_multi: Path, multiclass_data: P
     apart = _lines(run_cli(["select", pool, "-n", "3", "--json", "--spread", "apart"], cwd=fitted_multi).out)
     assert apart[0]["image"] == picks[0]["image"] and apart[1]["distance"] > 0 and "unlike" in apart[1]["why"]
     spread = _lines(run_cli(["select", pool, "-n", "3", "--json"], cwd=fitted_multi).out)
-    assert spread[0]["image"] == picks[0]["image"]  # the pool's worst is the worst of its group
+    assert spread[0]["image"] == picks[0]["image"]  # the pool's worst is the worst of its part
     assert all("similar pool image(s): its share of the pool" in p["why"] for p in spread) and spread[1]["distance"] > 0
 
 

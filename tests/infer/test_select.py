@@ -70,7 +70,7 @@ def test_spread_gives_each_kind_of_image_its_share_of_the_pool() -> None:
     assert table.features().shape == (100, PROJECTED) and table.blocks[0].dtype == np.float16  # bounded per image
 
 
-def test_spread_takes_the_most_promising_of_each_group_most_promising_first() -> None:
+def test_spread_takes_the_most_promising_of_each_part_most_promising_first() -> None:
     table, kind, priority = _table([20, 20, 20], seed=1)
     picks = spread(table, 3, seed=0)
     rows = [g.row for g in picks]
