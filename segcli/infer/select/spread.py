@@ -106,19 +106,20 @@ class Group:
 
 def shares(x: np.ndarray, rows: np.ndarray, seats: int, rng: np.random.Generator) -> list[tuple[np.ndarray, int]]:
     """The parts of `rows` (indices into x) with their picks: split in two, picks shared in proportion,
-    until each part holds one pick (or cannot be split: copies of one image)."""
-    if seats <= 1 or seats >= len(rows):
-        return [(rows, seats)]
-    side = two_means(x[rows], rng)
-    if not side.any() or side.all():
-        return [(rows, seats)]
-    left, right = rows[~side], rows[side]
-    k = int(np.floor(seats * len(left) / len(rows) + 0.5))
-    k = min(max(k, seats - len(right)), len(left))
-    out = []
-    for part, s in ((left, k), (right, seats - k)):
-        if s > 0:
-            out += shares(x, part, s, rng)
+    until each part holds one pick (or cannot be split: copies of one image). Depth first, left half
+    first, with a stack: a pool whose splits keep peeling off a few images never hits the recursion limit."""
+    out: list[tuple[np.ndarray, int]] = []
+    todo = [(rows, seats)]
+    while todo:
+        rows, seats = todo.pop()
+        side = two_means(x[rows], rng) if 1 < seats < len(rows) else None
+        if side is None or not side.any() or side.all():
+            out.append((rows, seats))
+            continue
+        left, right = rows[~side], rows[side]
+        k = int(np.floor(seats * len(left) / len(rows) + 0.5))
+        k = min(max(k, seats - len(right)), len(left))
+        todo += [(part, s) for part, s in ((right, seats - k), (left, k)) if s > 0]
     return out
 
 
